@@ -1,0 +1,5 @@
+"""`python -m funnelbot` is the `funnelbot` command."""
+
+from funnelbot.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,431 @@
+"""Every message, modal and home view, as pure functions from plain data to Block Kit dicts.
+
+User-typed text (deal names, notes, sources, reasons) only ever goes into `plain_text`
+objects: Slack shows it literally there, so `<!channel>`, `*bold*` or a URL never pings,
+formats or links. Our own mrkdwn escapes `& < >` as Slack asks.
+https://api.slack.com/reference/block-kit/blocks · https://api.slack.com/reference/surfaces/formatting
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from funnelbot.i18n import Translator
+from funnelbot.ids import Action, Field, View
+from funnelbot.presenters import DealDetail, DealInfo, StageInfo
+
+Block = dict[str, Any]
+Message = dict[str, Any]
+
+HEADER_LIMIT = 150
+BUTTON_LIMIT = 75
+SECTION_LIMIT = 3000
+FIELD_LIMIT = 2000
+MAX_BLOCKS = 50
+LIST_PAGE = 20
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters in mrkdwn and message `text`."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def plain(text: str, limit: int = SECTION_LIMIT) -> dict[str, Any]:
+    return {"type": "plain_text", "text": truncate(text, limit) or " ", "emoji": True}
+
+
+def mrkdwn(text: str, limit: int = SECTION_LIMIT) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": truncate(text, limit) or " "}
+
+
+def button(text: str, action: Action, value: str, style: str | None = None) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "button",
+        "text": plain(text, BUTTON_LIMIT),
+        "action_id": action.value,
+        "value": value,
+    }
+    if style:
+        element["style"] = style
+    return element
+
+
+def deal_value(number: int, version: int) -> str:
+    """Button payload: the deal and the version the button was drawn for."""
+    return f"{number}:{version}"
+
+
+def parse_deal_value(value: str) -> tuple[int, int]:
+    number, _, version = value.partition(":")
+    return int(number), int(version)
+
+
+def mention(user_id: str) -> str:
+    return f"<@{user_id}>"
+
+
+def _when(tr: Translator, at: dt.datetime) -> str:
+    return tr.date(at.date())
+
+
+def _title(deal: DealInfo) -> str:
+    return f"#{deal.number} {deal.name}"
+
+
+def _message(text: str, blocks: list[Block]) -> Message:
+    """A message with its notification fallback (escaped: it is parsed as mrkdwn)."""
+    return {"text": truncate(escape(text), 3000), "blocks": blocks[:MAX_BLOCKS]}
+
+
+# --- short answers --------------------------------------------------------------------
+
+
+def notice(text: str) -> Message:
+    return _message(text, [{"type": "section", "text": plain(text)}])
+
+
+def error(text: str) -> Message:
+    return _message(text, [{"type": "section", "text": plain(f":warning: {text}")}])
+
+
+def help_message(tr: Translator, command: str) -> Message:
+    body = tr(f"help.{command.lstrip('/')}")
+    return _message(
+        body.splitlines()[0],
+        [
+            {"type": "header", "text": plain(tr("help.title", command=command), HEADER_LIMIT)},
+            {"type": "section", "text": mrkdwn(body)},
+        ],
+    )
+
+
+# --- deals ----------------------------------------------------------------------------
+
+
+def deal_buttons(deal: DealInfo, tr: Translator) -> Block:
+    value = deal_value(deal.number, deal.version)
+    if deal.status != "open":
+        elements = [button(tr("button.reopen"), Action.REOPEN, value)]
+    else:
+        elements = []
+        if deal.has_next_stage:
+            elements.append(button(tr("button.advance"), Action.ADVANCE, value, "primary"))
+        elements += [
+            button(tr("button.won"), Action.WON, value),
+            button(tr("button.lost"), Action.LOST, value, "danger"),
+            button(tr("button.note"), Action.NOTE, value),
+            button(tr("button.edit"), Action.EDIT, value),
+        ]
+    return {"type": "actions", "block_id": f"deal-{deal.number}", "elements": elements}
+
+
+def _field(label: str, value: str) -> dict[str, Any]:
+    return mrkdwn(f"*{escape(label)}*\n{value}", FIELD_LIMIT)
+
+
+def _plain_field(label: str, value: str) -> dict[str, Any]:
+    return plain(f"{label}: {value}", FIELD_LIMIT)
+
+
+def deal_fields(deal: DealInfo, tr: Translator) -> list[dict[str, Any]]:
+    fields = [
+        _field(tr("field.stage"), escape(deal.stage.name(tr.lang))),
+        _field(tr("field.amount"), escape(tr.money(deal.amount))),
+        _field(tr("field.owner"), mention(deal.owner_id)),
+        _field(tr("field.close"), escape(tr.date(deal.expected_close))),
+    ]
+    if deal.source:
+        fields.append(_plain_field(tr("field.source"), deal.source))
+    if deal.next_step:
+        due = f" ({tr.date(deal.next_step_due)})" if deal.next_step_due else ""
+        fields.append(_plain_field(tr("field.next_step"), deal.next_step + due))
+    if deal.lost_reason:
+        fields.append(_plain_field(tr("field.lost_reason"), deal.lost_reason))
+    return fields[:10]
+
+
+def deal_card(detail: DealDetail, tr: Translator, *, note: str | None = None) -> Message:
+    deal = detail.deal
+    blocks: list[Block] = []
+    if note:
+        blocks.append({"type": "section", "text": plain(note)})
+    blocks += [
+        {"type": "header", "text": plain(_title(deal), HEADER_LIMIT)},
+    ]
+    if len(_title(deal)) > HEADER_LIMIT:
+        blocks.append({"type": "section", "text": plain(deal.name)})
+    status = tr(f"status.{deal.status}")
+    blocks += [
+        {"type": "section", "fields": deal_fields(deal, tr)},
+        {
+            "type": "context",
+            "elements": [
+                mrkdwn(
+                    escape(
+                        tr(
+                            "deal.meta",
+                            status=status,
+                            created=_when(tr, deal.created_at),
+                            activity=_when(tr, deal.last_activity_at),
+                        )
+                    )
+                )
+            ],
+        },
+    ]
+    if detail.history:
+        lines = []
+        for entry in detail.history[-10:]:
+            to = escape(entry.to_stage.name(tr.lang))
+            if entry.from_stage is None:
+                change = tr("history.created", stage=to)
+            else:
+                change = f"{escape(entry.from_stage.name(tr.lang))} → {to}"
+            lines.append(f"• {escape(_when(tr, entry.at))}  {change}  {mention(entry.by)}")
+        blocks.append(
+            {
+                "type": "section",
+                "text": mrkdwn(f"*{escape(tr('deal.history'))}*\n" + "\n".join(lines)),
+            }
+        )
+    if detail.confirmations:
+        items = [f"✓ {c.text} — {_when(tr, c.at)}" for c in detail.confirmations[-8:]]
+        blocks.append(
+            {"type": "section", "text": plain(tr("deal.criteria_done") + "\n" + "\n".join(items))}
+        )
+    if detail.notes:
+        blocks.append({"type": "section", "text": mrkdwn(f"*{escape(tr('deal.notes'))}*")})
+        for n in detail.notes:
+            blocks.append(
+                {
+                    "type": "context",
+                    "elements": [
+                        mrkdwn(f"{mention(n.author)} · {escape(_when(tr, n.at))}"),
+                        plain(n.text, FIELD_LIMIT),
+                    ],
+                }
+            )
+    blocks.append(deal_buttons(deal, tr))
+    text = (note + "\n" if note else "") + f"{_title(deal)} — {deal.stage.name(tr.lang)}"
+    return _message(text, blocks)
+
+
+def deal_list(deals: Sequence[DealInfo], total: int, tr: Translator, title: str) -> Message:
+    blocks: list[Block] = [{"type": "header", "text": plain(title, HEADER_LIMIT)}]
+    if not deals:
+        blocks.append({"type": "section", "text": plain(tr("list.empty"))})
+        return _message(title, blocks)
+    for deal in deals[:LIST_PAGE]:
+        summary = f"{_title(deal)}\n{deal.stage.name(tr.lang)} · {tr.money(deal.amount)}"
+        blocks.append(
+            {
+                "type": "section",
+                "text": plain(summary),
+                "accessory": button(
+                    tr("button.show"), Action.SHOW, deal_value(deal.number, deal.version)
+                ),
+            }
+        )
+        blocks.append(deal_buttons(deal, tr))
+    if total > len(deals):
+        blocks.append(
+            {"type": "context", "elements": [plain(tr("list.more", shown=len(deals), total=total))]}
+        )
+    return _message(f"{title} ({total})", blocks)
+
+
+def candidates(ref: str, options: Sequence[tuple[int, str]], tr: Translator) -> Message:
+    text = tr("error.ambiguous_ref", ref=ref, count=len(options))
+    return _message(
+        text,
+        [
+            {"type": "section", "text": plain(text)},
+            {
+                "type": "actions",
+                "elements": [
+                    button(f"#{number} {name}", Action.SHOW, f"{number}:0")
+                    for number, name in options[:10]
+                ],
+            },
+        ],
+    )
+
+
+def choose_outcome(number: int, version: int, tr: Translator) -> Message:
+    """`advance` at the last open stage: the deal closes only by an explicit choice."""
+    text = tr("deal.last_open_stage", number=number)
+    value = deal_value(number, version)
+    return _message(
+        text,
+        [
+            {"type": "section", "text": plain(text)},
+            {
+                "type": "actions",
+                "elements": [
+                    button(tr("button.won"), Action.WON, value, "primary"),
+                    button(tr("button.lost"), Action.LOST, value, "danger"),
+                ],
+            },
+        ],
+    )
+
+
+# --- modals ---------------------------------------------------------------------------
+
+
+def _input(
+    field: Field,
+    label: str,
+    element: dict[str, Any],
+    *,
+    optional: bool = False,
+    hint: str | None = None,
+) -> Block:
+    element = {**element, "action_id": field.value}
+    block: Block = {
+        "type": "input",
+        "block_id": field.value,
+        "label": plain(label, 2000),
+        "element": element,
+        "optional": optional,
+    }
+    if hint:
+        block["hint"] = plain(hint, 2000)
+    return block
+
+
+def _text_input(
+    initial: str | None = None, *, max_length: int = 200, multiline: bool = False
+) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "max_length": max_length,
+        "multiline": multiline,
+    }
+    if initial:
+        element["initial_value"] = initial
+    return element
+
+
+def _date_input(initial: dt.date | None) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "datepicker"}
+    if initial:
+        element["initial_date"] = initial.isoformat()
+    return element
+
+
+def _modal(
+    view: View, title: str, submit: str, tr: Translator, blocks: list[Block], meta: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": view.value,
+        "title": plain(title, 24),
+        "submit": plain(submit, 24),
+        "close": plain(tr("modal.cancel"), 24),
+        "private_metadata": json.dumps(meta, separators=(",", ":")),
+        "blocks": blocks,
+    }
+
+
+def _stage_option(stage: StageInfo, tr: Translator) -> dict[str, Any]:
+    return {"text": plain(stage.name(tr.lang), 75), "value": stage.key}
+
+
+def new_deal_modal(
+    tr: Translator, stages: Sequence[StageInfo], *, owner_id: str, meta: dict[str, Any]
+) -> dict[str, Any]:
+    options = [_stage_option(s, tr) for s in stages]
+    blocks = [
+        _input(Field.NAME, tr("field.name"), _text_input(max_length=200)),
+        _input(
+            Field.AMOUNT,
+            tr("field.amount"),
+            _text_input(max_length=40),
+            optional=True,
+            hint=tr("hint.amount"),
+        ),
+        _input(Field.OWNER, tr("field.owner"), {"type": "users_select", "initial_user": owner_id}),
+        _input(
+            Field.STAGE,
+            tr("field.stage"),
+            {"type": "static_select", "options": options, "initial_option": options[0]},
+        ),
+        _input(Field.SOURCE, tr("field.source"), _text_input(max_length=100), optional=True),
+        _input(Field.CLOSE, tr("field.close"), _date_input(None), optional=True),
+    ]
+    return _modal(View.NEW_DEAL, tr("modal.new_deal"), tr("modal.create"), tr, blocks, meta)
+
+
+def edit_deal_modal(tr: Translator, deal: DealInfo, *, meta: dict[str, Any]) -> dict[str, Any]:
+    amount = format(deal.amount.normalize(), "f") if deal.amount else None
+    blocks = [
+        _input(Field.NAME, tr("field.name"), _text_input(deal.name, max_length=200)),
+        _input(
+            Field.AMOUNT,
+            tr("field.amount"),
+            _text_input(amount, max_length=40),
+            optional=True,
+            hint=tr("hint.amount"),
+        ),
+        _input(
+            Field.SOURCE,
+            tr("field.source"),
+            _text_input(deal.source, max_length=100),
+            optional=True,
+        ),
+        _input(Field.CLOSE, tr("field.close"), _date_input(deal.expected_close), optional=True),
+        _input(
+            Field.NEXT_STEP,
+            tr("field.next_step"),
+            _text_input(deal.next_step, max_length=2000, multiline=True),
+            optional=True,
+        ),
+        _input(
+            Field.NEXT_DUE, tr("field.next_due"), _date_input(deal.next_step_due), optional=True
+        ),
+    ]
+    title = tr("modal.edit_deal", number=deal.number)
+    return _modal(View.EDIT_DEAL, title, tr("modal.save"), tr, blocks, meta)
+
+
+def note_modal(tr: Translator, deal: DealInfo, *, meta: dict[str, Any]) -> dict[str, Any]:
+    blocks = [
+        {"type": "section", "text": plain(_title(deal))},
+        _input(Field.NOTE, tr("field.note"), _text_input(max_length=2000, multiline=True)),
+    ]
+    return _modal(
+        View.NOTE, tr("modal.note", number=deal.number), tr("modal.save"), tr, blocks, meta
+    )
+
+
+def lost_modal(tr: Translator, deal: DealInfo, *, meta: dict[str, Any]) -> dict[str, Any]:
+    blocks = [
+        {"type": "section", "text": plain(_title(deal))},
+        _input(
+            Field.REASON,
+            tr("field.lost_reason"),
+            _text_input(max_length=2000, multiline=True),
+            optional=True,
+        ),
+    ]
+    return _modal(
+        View.LOST, tr("modal.lost", number=deal.number), tr("modal.mark_lost"), tr, blocks, meta
+    )
+
+
+def criteria_modal(tr: Translator, deal: DealInfo, *, meta: dict[str, Any]) -> dict[str, Any]:
+    """The exit checklist (准出标准) of the deal's stage; every box must be ticked."""
+    options = [{"text": plain(text, 75), "value": str(cid)} for cid, text in deal.stage.criteria]
+    blocks = [
+        {"type": "section", "text": plain(tr("criteria.intro", stage=deal.stage.name(tr.lang)))},
+        _input(Field.CRITERIA, tr("field.criteria"), {"type": "checkboxes", "options": options}),
+    ]
+    return _modal(View.CRITERIA, tr("modal.criteria"), tr("modal.confirm"), tr, blocks, meta)

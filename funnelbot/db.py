@@ -1,0 +1,79 @@
+"""Engine, session factory and migrations; nothing else.
+
+SQLite writes take the database lock at BEGIN (`BEGIN IMMEDIATE`) so concurrent writers
+queue behind the busy timeout instead of failing on lock upgrade; PostgreSQL connections
+are pre-pinged so the bot recovers by itself when the database comes back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import orm as so
+
+from funnelbot.config import normalize_database_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Any constant shared by every replica: the advisory lock that serialises start-up migrations.
+MIGRATION_LOCK_ID = 0x46554E4E454C  # "FUNNEL"
+
+
+def make_engine(url: str, **kwargs: object) -> sa.Engine:
+    url = normalize_database_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    options.update(kwargs)
+    # A dead database must answer fast: Slack wants its ack within 3 s.
+    return sa.create_engine(url, connect_args={"connect_timeout": 2}, **options)
+
+
+def make_session_factory(engine: sa.Engine) -> so.sessionmaker[so.Session]:
+    return so.sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(engine: sa.Engine):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    return cfg
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Apply pending migrations; safe when several replicas start at once."""
+    from alembic import command
+
+    cfg = alembic_config(engine)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_ID})")
+            conn.commit()
+        try:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            conn.commit()
+        finally:
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})")
+                conn.commit()

@@ -1,0 +1,616 @@
+"""The deal domain: rules and changes, knowing nothing of Slack.
+
+Every function takes the caller's session and never commits: the caller owns the
+transaction (`with sessions.begin() as session:`). A change bumps the deal's version
+(SQLAlchemy's `version_id_col` adds the `WHERE version = :old` check) and appends its
+stage-history row in the same transaction, so concurrent edits cannot lose either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy import orm as so
+from sqlalchemy.dialects import postgresql
+
+from funnelbot.errors import (
+    Ambiguous,
+    AtLastOpenStage,
+    CriteriaRequired,
+    Forbidden,
+    NotFound,
+    StaleVersion,
+    UserError,
+)
+from funnelbot.models import (
+    LOST,
+    OPEN,
+    WON,
+    Deal,
+    ExitConfirmation,
+    ExitCriterion,
+    Note,
+    Stage,
+    StageChange,
+    Workspace,
+)
+
+TEMPLATE_TEAM = "*"
+MAX_NAME = 200
+MAX_TEXT = 2000  # a Slack section holds 3000 characters; leave room for the frame
+MAX_SHORT = 100
+MAX_AMOUNT = Decimal("1e15")
+ONE_TICK = dt.timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting, and the roles that decide what they may change."""
+
+    user_id: str
+    is_manager: bool = False
+    is_admin: bool = False
+
+    def may_change(self, deal: Deal) -> bool:
+        return self.is_admin or self.is_manager or deal.owner_id == self.user_id
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- workspace and stages -------------------------------------------------------------
+
+
+def ensure_workspace(session: so.Session, team_id: str, now: dt.datetime) -> Workspace:
+    """The workspace row, created on first sight with a copy of the default stages."""
+    workspace = session.get(Workspace, team_id)
+    if workspace is not None:
+        return workspace
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        # Two replicas meeting a new team at once: the loser waits, then sees the row.
+        stmt = (
+            postgresql.insert(Workspace)
+            .values(team_id=team_id, next_deal_number=1, settings={}, created_at=now)
+            .on_conflict_do_nothing()
+        )
+        inserted = session.execute(stmt).rowcount
+    else:
+        session.add(Workspace(team_id=team_id, next_deal_number=1, settings={}, created_at=now))
+        session.flush()
+        inserted = 1
+    if inserted:
+        template = session.scalars(sa.select(Stage).where(Stage.team_id == TEMPLATE_TEAM)).all()
+        for stage in template:
+            session.add(
+                Stage(
+                    team_id=team_id,
+                    key=stage.key,
+                    name_en=stage.name_en,
+                    name_zh=stage.name_zh,
+                    position=stage.position,
+                    kind=stage.kind,
+                    stall_days=stage.stall_days,
+                    probability=stage.probability,
+                    active=True,
+                )
+            )
+        session.flush()
+    workspace = session.get(Workspace, team_id, populate_existing=True)
+    assert workspace is not None
+    return workspace
+
+
+def funnel_stages(session: so.Session, team_id: str) -> list[Stage]:
+    """Active stages in funnel order: open stages by position, then won, then lost."""
+    return list(
+        session.scalars(
+            sa.select(Stage)
+            .where(Stage.team_id == team_id, Stage.active)
+            .order_by(Stage.position, Stage.id)
+        )
+    )
+
+
+def open_stages(session: so.Session, team_id: str) -> list[Stage]:
+    return [s for s in funnel_stages(session, team_id) if s.kind == OPEN]
+
+
+def terminal_stage(session: so.Session, team_id: str, kind: str) -> Stage:
+    return session.scalars(
+        sa.select(Stage).where(Stage.team_id == team_id, Stage.kind == kind, Stage.active)
+    ).one()
+
+
+def find_stage(session: so.Session, team_id: str, text: str) -> Stage:
+    """A stage by key, English or Chinese name, or an unambiguous prefix of one."""
+    wanted = text.strip().casefold()
+    stages = funnel_stages(session, team_id)
+    names = {s.id: (s.key.casefold(), s.name_en.casefold(), s.name_zh.casefold()) for s in stages}
+    exact = [s for s in stages if wanted in names[s.id]]
+    if len(exact) == 1:
+        return exact[0]
+    prefixed = [s for s in stages if wanted and any(n.startswith(wanted) for n in names[s.id])]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    raise UserError("error.unknown_stage", stage=text, choices=", ".join(s.key for s in stages))
+
+
+# --- validation -----------------------------------------------------------------------
+
+
+def clean_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise UserError("error.name_required")
+    if len(name) > MAX_NAME:
+        raise UserError("error.name_too_long", length=len(name), limit=MAX_NAME)
+    return name
+
+
+def clean_text(text: str, *, field: str = "text", limit: int = MAX_TEXT) -> str:
+    text = text.strip()
+    if not text:
+        raise UserError("error.text_required", field=field)
+    if len(text) > limit:
+        raise UserError("error.text_too_long", field=field, length=len(text), limit=limit)
+    return text
+
+
+def clean_optional(text: str | None, *, field: str, limit: int = MAX_SHORT) -> str | None:
+    if text is None or not text.strip():
+        return None
+    return clean_text(text, field=field, limit=limit)
+
+
+def clean_amount(amount: Decimal | None) -> Decimal:
+    if amount is None:
+        return Decimal("0.00")
+    if not amount.is_finite() or amount < 0:
+        raise UserError("error.bad_amount", value=str(amount))
+    if amount >= MAX_AMOUNT:
+        raise UserError("error.amount_too_large", value=str(amount))
+    return amount.quantize(Decimal("0.01"))
+
+
+# --- reading deals --------------------------------------------------------------------
+
+
+def get_deal(session: so.Session, team_id: str, number: int) -> Deal:
+    deal = session.scalars(
+        sa.select(Deal).where(Deal.team_id == team_id, Deal.number == number)
+    ).one_or_none()
+    if deal is None:
+        raise NotFound("error.deal_not_found", ref=f"#{number}")
+    return deal
+
+
+def resolve_ref(session: so.Session, team_id: str, number: int | None, prefix: str | None) -> Deal:
+    """`#42`, `42`, or a case-insensitive name prefix that names exactly one deal."""
+    if number is not None:
+        return get_deal(session, team_id, number)
+    assert prefix is not None
+    folded = prefix.casefold()
+    escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    matches = session.scalars(
+        sa.select(Deal)
+        .where(Deal.team_id == team_id, Deal.name_folded.like(escaped + "%", escape="\\"))
+        # Open deals first: the one a rep is working on is the one they mean.
+        .order_by(sa.case((Deal.status == OPEN, 0), else_=1), Deal.number.desc())
+        .limit(11)
+    ).all()
+    if not matches:
+        raise NotFound("error.deal_not_found", ref=prefix)
+    exact = [d for d in matches if d.name_folded == folded]
+    if len(matches) == 1:
+        return matches[0]
+    if len(exact) == 1:
+        return exact[0]
+    open_matches = [d for d in matches if d.status == OPEN]
+    if len(open_matches) == 1:
+        return open_matches[0]
+    raise Ambiguous(prefix, [(d.number, d.name) for d in matches[:10]])
+
+
+def list_deals(
+    session: so.Session,
+    team_id: str,
+    *,
+    owner_id: str | None = None,
+    stage: Stage | None = None,
+    status: str | None = OPEN,
+    limit: int = 20,
+) -> tuple[list[Deal], int]:
+    """A page of deals (most recently active first) and how many match in all."""
+    query = sa.select(Deal).where(Deal.team_id == team_id)
+    if owner_id:
+        query = query.where(Deal.owner_id == owner_id)
+    if stage is not None:
+        query = query.where(Deal.stage_id == stage.id)
+    elif status:
+        query = query.where(Deal.status == status)
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    deals = session.scalars(query.order_by(Deal.last_activity_at.desc()).limit(limit)).all()
+    return list(deals), total
+
+
+def history(session: so.Session, deal: Deal) -> Sequence[StageChange]:
+    return session.scalars(
+        sa.select(StageChange)
+        .where(StageChange.deal_id == deal.id)
+        .order_by(StageChange.id)
+        .options(so.joinedload(StageChange.from_stage), so.joinedload(StageChange.to_stage))
+    ).all()
+
+
+def recent_notes(session: so.Session, deal: Deal, limit: int = 5) -> Sequence[Note]:
+    return session.scalars(
+        sa.select(Note).where(Note.deal_id == deal.id).order_by(Note.id.desc()).limit(limit)
+    ).all()
+
+
+def confirmations(session: so.Session, deal: Deal) -> Sequence[tuple[ExitConfirmation, str]]:
+    return session.execute(
+        sa.select(ExitConfirmation, ExitCriterion.text)
+        .join(ExitCriterion, ExitCriterion.id == ExitConfirmation.criterion_id)
+        .where(ExitConfirmation.deal_id == deal.id)
+        .order_by(ExitConfirmation.id)
+    ).all()  # type: ignore[return-value]
+
+
+# --- changing deals -------------------------------------------------------------------
+
+
+def _check(deal: Deal, actor: Actor, expected_version: int | None) -> None:
+    if expected_version is not None and deal.version != expected_version:
+        raise StaleVersion("error.stale", number=deal.number)
+    if not actor.may_change(deal):
+        raise Forbidden("error.forbidden", number=deal.number, owner=deal.owner_id)
+
+
+def _tick(deal: Deal, now: dt.datetime) -> dt.datetime:
+    """`now`, but strictly after the deal's last change, so history sorts in commit order."""
+    return max(now, deal.updated_at + ONE_TICK)
+
+
+def _touch(deal: Deal, at: dt.datetime) -> None:
+    deal.updated_at = at
+    deal.last_activity_at = at
+
+
+def _change_stage(
+    session: so.Session, deal: Deal, to: Stage, actor: Actor, now: dt.datetime
+) -> None:
+    at = _tick(deal, now)
+    from_id = deal.stage_id
+    deal.stage = to
+    deal.stage_id = to.id
+    deal.status = to.kind
+    deal.closed_at = at if to.kind in (WON, LOST) else None
+    if to.kind != LOST:
+        deal.lost_reason = None
+    _touch(deal, at)
+    session.flush()  # the version check runs here; the history row gets the new version
+    session.add(
+        StageChange(
+            team_id=deal.team_id,
+            deal_id=deal.id,
+            from_stage_id=from_id,
+            to_stage_id=to.id,
+            at=at,
+            by=actor.user_id,
+            deal_version=deal.version,
+        )
+    )
+    session.flush()
+
+
+def create_deal(
+    session: so.Session,
+    team_id: str,
+    actor: Actor,
+    *,
+    name: str,
+    amount: Decimal | None = None,
+    owner_id: str | None = None,
+    stage: Stage | None = None,
+    source: str | None = None,
+    expected_close: dt.date | None = None,
+    now: dt.datetime,
+) -> Deal:
+    name = clean_name(name)
+    amount = clean_amount(amount)
+    source = clean_optional(source, field="source")
+    # Anyone may log a deal for a colleague; the colleague owns it from then on.
+    owner_id = owner_id or actor.user_id
+    stages = open_stages(session, team_id)
+    if stage is None:
+        stage = stages[0]
+    elif stage.kind != OPEN:
+        raise UserError("error.new_deal_closed_stage", stage=stage.key)
+    number = (
+        session.execute(
+            sa.update(Workspace)
+            .where(Workspace.team_id == team_id)
+            .values(next_deal_number=Workspace.next_deal_number + 1)
+            .returning(Workspace.next_deal_number)
+        ).scalar_one()
+        - 1
+    )
+    deal = Deal(
+        team_id=team_id,
+        number=number,
+        name=name,
+        name_folded=name.casefold(),
+        amount=amount,
+        owner_id=owner_id,
+        stage=stage,
+        stage_id=stage.id,
+        status=OPEN,
+        source=source,
+        expected_close=expected_close,
+        created_by=actor.user_id,
+        created_at=now,
+        updated_at=now,
+        last_activity_at=now,
+    )
+    session.add(deal)
+    session.flush()
+    session.add(
+        StageChange(
+            team_id=team_id,
+            deal_id=deal.id,
+            from_stage_id=None,
+            to_stage_id=stage.id,
+            at=now,
+            by=actor.user_id,
+            deal_version=deal.version,
+        )
+    )
+    session.flush()
+    return deal
+
+
+def next_stage(session: so.Session, deal: Deal) -> Stage | None:
+    """The open stage after the deal's, or None at the last open stage."""
+    stages = open_stages(session, deal.team_id)
+    later = [s for s in stages if (s.position, s.id) > (deal.stage.position, deal.stage.id)]
+    return later[0] if later else None
+
+
+def _require_open(deal: Deal) -> None:
+    if deal.status != OPEN:
+        raise UserError("error.deal_closed", number=deal.number, status=deal.status)
+
+
+def _confirm_criteria(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    confirmed: Iterable[int] | None,
+    now: dt.datetime,
+) -> None:
+    """Leaving a stage forward: every exit criterion must be confirmed, and that is recorded."""
+    criteria = deal.stage.criteria
+    if not criteria:
+        return
+    wanted = {c.id for c in criteria}
+    if confirmed is None or not wanted <= set(confirmed):
+        raise CriteriaRequired(deal.number, deal.version, deal.stage.key)
+    for criterion in criteria:
+        session.add(
+            ExitConfirmation(
+                team_id=deal.team_id,
+                deal_id=deal.id,
+                criterion_id=criterion.id,
+                by=actor.user_id,
+                at=now,
+            )
+        )
+
+
+def advance(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    *,
+    now: dt.datetime,
+    expected_version: int | None = None,
+    confirmed: Iterable[int] | None = None,
+) -> Deal:
+    _check(deal, actor, expected_version)
+    _require_open(deal)
+    target = next_stage(session, deal)
+    if target is None:
+        raise AtLastOpenStage(deal.number, deal.version)
+    _confirm_criteria(session, deal, actor, confirmed, now)
+    _change_stage(session, deal, target, actor, now)
+    return deal
+
+
+def move(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    target: Stage,
+    *,
+    now: dt.datetime,
+    expected_version: int | None = None,
+    confirmed: Iterable[int] | None = None,
+    reason: str | None = None,
+) -> Deal:
+    """To any stage, forward or back; to won/lost closes the deal."""
+    _check(deal, actor, expected_version)
+    _require_open(deal)
+    if target.id == deal.stage_id:
+        raise UserError("error.same_stage", number=deal.number, stage=target.key)
+    if target.kind == LOST:
+        return lose(session, deal, actor, reason, now=now, expected_version=expected_version)
+    forward = target.kind == WON or target.position > deal.stage.position
+    if forward:
+        _confirm_criteria(session, deal, actor, confirmed, now)
+    _change_stage(session, deal, target, actor, now)
+    return deal
+
+
+def win(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    *,
+    now: dt.datetime,
+    expected_version: int | None = None,
+) -> Deal:
+    _check(deal, actor, expected_version)
+    _require_open(deal)
+    _change_stage(session, deal, terminal_stage(session, deal.team_id, WON), actor, now)
+    return deal
+
+
+def lose(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    reason: str | None,
+    *,
+    now: dt.datetime,
+    expected_version: int | None = None,
+) -> Deal:
+    _check(deal, actor, expected_version)
+    _require_open(deal)
+    reason = clean_optional(reason, field="lost_reason", limit=MAX_TEXT)
+    _change_stage(session, deal, terminal_stage(session, deal.team_id, LOST), actor, now)
+    deal.lost_reason = reason
+    session.flush()
+    return deal
+
+
+def reopen(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    *,
+    now: dt.datetime,
+    expected_version: int | None = None,
+) -> Deal:
+    """Back to the open stage the deal was closed from (or the first one if it is gone)."""
+    _check(deal, actor, expected_version)
+    if deal.status == OPEN:
+        raise UserError("error.not_closed", number=deal.number)
+    last_open = session.scalar(
+        sa.select(Stage)
+        .join(StageChange, StageChange.from_stage_id == Stage.id)
+        .where(StageChange.deal_id == deal.id, StageChange.to_stage_id == deal.stage_id)
+        .order_by(StageChange.id.desc())
+        .limit(1)
+    )
+    if last_open is None or not last_open.active or last_open.kind != OPEN:
+        last_open = open_stages(session, deal.team_id)[0]
+    _change_stage(session, deal, last_open, actor, now)
+    return deal
+
+
+def add_note(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    text: str,
+    *,
+    now: dt.datetime,
+    expected_version: int | None = None,
+) -> Note:
+    _check(deal, actor, expected_version)
+    text = clean_text(text, field="note")
+    at = _tick(deal, now)
+    note = Note(team_id=deal.team_id, deal_id=deal.id, author=actor.user_id, text=text, at=at)
+    session.add(note)
+    _touch(deal, at)
+    session.flush()
+    return note
+
+
+def set_next_step(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    text: str,
+    due: dt.date | None,
+    *,
+    now: dt.datetime,
+    expected_version: int | None = None,
+) -> Deal:
+    _check(deal, actor, expected_version)
+    deal.next_step = clean_text(text, field="next_step")
+    deal.next_step_due = due
+    _touch(deal, _tick(deal, now))
+    session.flush()
+    return deal
+
+
+def assign(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    owner_id: str,
+    *,
+    now: dt.datetime,
+    expected_version: int | None = None,
+) -> Deal:
+    _check(deal, actor, expected_version)
+    if owner_id == deal.owner_id:
+        raise UserError("error.same_owner", number=deal.number, owner=owner_id)
+    deal.owner_id = owner_id
+    _touch(deal, _tick(deal, now))
+    session.flush()
+    return deal
+
+
+@dataclass(frozen=True)
+class DealEdit:
+    """The fields of the Edit modal; None clears an optional field."""
+
+    name: str
+    amount: Decimal | None
+    source: str | None
+    expected_close: dt.date | None
+    next_step: str | None
+    next_step_due: dt.date | None
+
+
+def validate_edit(edit: DealEdit) -> DealEdit:
+    """Raise the first field error; the modal shows it beside that field."""
+    return DealEdit(
+        name=clean_name(edit.name),
+        amount=clean_amount(edit.amount),
+        source=clean_optional(edit.source, field="source"),
+        expected_close=edit.expected_close,
+        next_step=clean_optional(edit.next_step, field="next_step", limit=MAX_TEXT),
+        next_step_due=edit.next_step_due,
+    )
+
+
+def edit(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    changes: DealEdit,
+    *,
+    now: dt.datetime,
+    expected_version: int | None = None,
+) -> Deal:
+    _check(deal, actor, expected_version)
+    changes = validate_edit(changes)
+    deal.name = changes.name
+    deal.name_folded = changes.name.casefold()
+    deal.amount = changes.amount if changes.amount is not None else Decimal("0.00")
+    deal.source = changes.source
+    deal.expected_close = changes.expected_close
+    deal.next_step = changes.next_step
+    deal.next_step_due = changes.next_step_due
+    _touch(deal, _tick(deal, now))
+    session.flush()
+    return deal

@@ -1,0 +1,39 @@
+"""Every Slack action id and view callback id, defined once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    ADVANCE = "deal_advance"
+    WON = "deal_won"
+    LOST = "deal_lost"
+    NOTE = "deal_note"
+    EDIT = "deal_edit"
+    SHOW = "deal_show"
+    REOPEN = "deal_reopen"
+
+
+class View(StrEnum):
+    NEW_DEAL = "deal_new"
+    EDIT_DEAL = "deal_edit"
+    NOTE = "deal_note"
+    LOST = "deal_lost"
+    CRITERIA = "deal_criteria"
+
+
+class Field(StrEnum):
+    """Block ids of modal inputs; each input's action id is the same string."""
+
+    NAME = "name"
+    AMOUNT = "amount"
+    OWNER = "owner"
+    STAGE = "stage"
+    SOURCE = "source"
+    CLOSE = "close"
+    NEXT_STEP = "next_step"
+    NEXT_DUE = "next_due"
+    NOTE = "note"
+    REASON = "reason"
+    CRITERIA = "criteria"

@@ -1,0 +1,140 @@
+"""Plain, immutable snapshots of domain rows, so Block Kit builders never touch the ORM."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import orm as so
+
+from funnelbot import deals as domain
+from funnelbot.models import Deal, Stage
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    key: str
+    name_en: str
+    name_zh: str
+    kind: str
+    position: int
+    stall_days: int | None = None
+    probability: Decimal = Decimal("0")
+    criteria: tuple[tuple[int, str], ...] = ()
+
+    def name(self, lang: str) -> str:
+        return self.name_zh if lang == "zh" else self.name_en
+
+
+@dataclass(frozen=True)
+class DealInfo:
+    number: int
+    version: int
+    name: str
+    amount: Decimal
+    owner_id: str
+    stage: StageInfo
+    status: str
+    source: str | None
+    expected_close: dt.date | None
+    next_step: str | None
+    next_step_due: dt.date | None
+    lost_reason: str | None
+    created_at: dt.datetime
+    last_activity_at: dt.datetime
+    # Whether "Advance ▸" means a next open stage (False at the last open stage).
+    has_next_stage: bool = True
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    from_stage: StageInfo | None
+    to_stage: StageInfo
+    at: dt.datetime
+    by: str
+
+
+@dataclass(frozen=True)
+class NoteInfo:
+    author: str
+    text: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ConfirmationInfo:
+    text: str
+    by: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class DealDetail:
+    deal: DealInfo
+    history: tuple[HistoryEntry, ...]
+    notes: tuple[NoteInfo, ...]
+    confirmations: tuple[ConfirmationInfo, ...]
+
+
+def stage_info(stage: Stage) -> StageInfo:
+    return StageInfo(
+        key=stage.key,
+        name_en=stage.name_en,
+        name_zh=stage.name_zh,
+        kind=stage.kind,
+        position=stage.position,
+        stall_days=stage.stall_days,
+        probability=stage.probability,
+        criteria=tuple((c.id, c.text) for c in stage.criteria),
+    )
+
+
+def deal_info(deal: Deal, *, last_open_position: int | None = None) -> DealInfo:
+    has_next = last_open_position is None or deal.stage.position < last_open_position
+    return DealInfo(
+        number=deal.number,
+        version=deal.version,
+        name=deal.name,
+        amount=deal.amount,
+        owner_id=deal.owner_id,
+        stage=stage_info(deal.stage),
+        status=deal.status,
+        source=deal.source,
+        expected_close=deal.expected_close,
+        next_step=deal.next_step,
+        next_step_due=deal.next_step_due,
+        lost_reason=deal.lost_reason,
+        created_at=deal.created_at,
+        last_activity_at=deal.last_activity_at,
+        has_next_stage=has_next,
+    )
+
+
+def last_open_position(session: so.Session, team_id: str) -> int:
+    return max(s.position for s in domain.open_stages(session, team_id))
+
+
+def deal_infos(session: so.Session, team_id: str, deals: Sequence[Deal]) -> list[DealInfo]:
+    last = last_open_position(session, team_id)
+    return [deal_info(d, last_open_position=last) for d in deals]
+
+
+def deal_detail(session: so.Session, deal: Deal) -> DealDetail:
+    return DealDetail(
+        deal=deal_info(deal, last_open_position=last_open_position(session, deal.team_id)),
+        history=tuple(
+            HistoryEntry(
+                from_stage=stage_info(h.from_stage) if h.from_stage else None,
+                to_stage=stage_info(h.to_stage),
+                at=h.at,
+                by=h.by,
+            )
+            for h in domain.history(session, deal)
+        ),
+        notes=tuple(NoteInfo(n.author, n.text, n.at) for n in domain.recent_notes(session, deal)),
+        confirmations=tuple(
+            ConfirmationInfo(text, c.by, c.at) for c, text in domain.confirmations(session, deal)
+        ),
+    )

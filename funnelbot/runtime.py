@@ -1,0 +1,53 @@
+"""Composition: settings -> engine -> sessions -> services -> Bolt app -> WSGI app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from slack_bolt import App
+from sqlalchemy import orm as so
+
+from funnelbot import db
+from funnelbot.app import build_bolt_app
+from funnelbot.config import Settings
+from funnelbot.listeners.context import Clock, Services
+from funnelbot.web import WSGIApp, create_wsgi_app
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: sa.Engine
+    sessions: so.sessionmaker[so.Session]
+    services: Services
+    bolt: App
+    wsgi: WSGIApp
+
+    def ready(self) -> bool:
+        """Readiness: the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_runtime(
+    settings: Settings, *, migrate: bool = True, clock: Clock | None = None
+) -> Runtime:
+    engine = db.make_engine(settings.database_url)
+    if migrate:
+        db.upgrade(engine)
+    sessions = db.make_session_factory(engine)
+    services = Services(settings=settings, sessions=sessions)
+    if clock is not None:
+        services.clock = clock
+    bolt = build_bolt_app(services)
+    runtime = Runtime(settings, engine, sessions, services, bolt, wsgi=lambda e, s: [])
+    runtime.wsgi = create_wsgi_app(bolt, runtime.ready)
+    return runtime
