@@ -55,9 +55,11 @@ class Settings:
         """Read settings from `env` (default: os.environ, after loading `.env`)."""
         if env is None:
             if dotenv:
-                from dotenv import load_dotenv
+                from dotenv import find_dotenv, load_dotenv
 
-                load_dotenv(override=False)
+                # The .env of the directory the bot is started from, never one found
+                # by walking up from the installed package.
+                load_dotenv(find_dotenv(usecwd=True), override=False)
             env = os.environ
 
         def get(name: str) -> str | None:

@@ -317,12 +317,22 @@ class serve_wsgi:  # noqa: N801 - used like a function in a `with`
 
 
 @pytest.fixture
+def runtime_options() -> dict[str, Any]:
+    """Extra keyword arguments for `build_runtime` (e.g. {"clock": ...}); override per test."""
+    return {}
+
+
+@pytest.fixture
 def app_server(
-    db_url: str, fake_slack: FakeSlack, settings_overrides: dict[str, Any]
+    db_url: str,
+    fake_slack: FakeSlack,
+    settings_overrides: dict[str, Any],
+    runtime_options: dict[str, Any],
 ) -> Iterator[AppServer]:
     from funnelbot.runtime import build_runtime
 
-    runtime = build_runtime(make_settings(db_url, fake_slack, **settings_overrides))
+    settings = make_settings(db_url, fake_slack, **settings_overrides)
+    runtime = build_runtime(settings, **runtime_options)
     try:
         with serve_wsgi(runtime.wsgi) as url:
             slack = SlackRequests(

@@ -1,0 +1,586 @@
+"""Funnel metrics: read-only SQL aggregations over the stage history -> plain dataclasses.
+
+Normative definitions are SPEC §5. Rules this module adds where the spec is silent:
+- A deal *reached* stage k if any history row entered k, a later open stage or `won`,
+  judged by today's stage order (skips count as passing through). A deal moved back
+  keeps what it reached: the furthest point it ever got to counts.
+- Removed stages keep their rows and position: history through them still counts for the
+  stages around them, but they are not listed. A renamed stage is listed by its new name.
+- Stay lengths are measured between consecutive history rows of a deal.
+Queries run unchanged on SQLite and PostgreSQL; Python only sums a handful of grouped rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy import orm as so
+
+from funnelbot.models import LOST, OPEN, WON, Deal, Stage, StageChange
+from funnelbot.periods import Period
+
+WON_RANK = 1_000_000  # `won` lies beyond every open stage
+Z95 = 1.96
+FORECAST_MIN_SAMPLE = 20
+FORECAST_RUNS = 10_000
+FORECAST_SEED = 20261128
+
+
+# --- small helpers --------------------------------------------------------------------
+
+
+def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float | None, float | None]:
+    """95 % Wilson score interval for a proportion; (None, None) with no trials."""
+    if trials <= 0:
+        return None, None
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def days_between(dialect: str, start: sa.ColumnElement, end: sa.ColumnElement) -> sa.ColumnElement:
+    """Fractional days from `start` to `end` in SQL, on either backend."""
+    if dialect == "sqlite":
+        return sa.func.julianday(end) - sa.func.julianday(start)
+    return sa.extract("epoch", end - start) / 86400.0
+
+
+def _rank(stage: type[Stage] | so.util.AliasedClass) -> sa.ColumnElement:  # type: ignore[type-arg]
+    """Funnel rank of a stage: open stages by position, won beyond them, lost nowhere."""
+    return sa.case(
+        (stage.kind == WON, WON_RANK),
+        (stage.kind == OPEN, stage.position),
+        else_=-1,
+    )
+
+
+@dataclass(frozen=True)
+class Filters:
+    owner: str | None = None
+    source: str | None = None
+
+
+def _cohort(team_id: str, start: dt.datetime, end: dt.datetime, filters: Filters) -> sa.Subquery:
+    query = sa.select(
+        Deal.id, Deal.status, Deal.stage_id, Deal.amount, Deal.created_at, Deal.closed_at
+    ).where(Deal.team_id == team_id, Deal.created_at >= start, Deal.created_at < end)
+    if filters.owner:
+        query = query.where(Deal.owner_id == filters.owner)
+    if filters.source:
+        query = query.where(sa.func.lower(Deal.source) == filters.source.lower())
+    return query.subquery("cohort")
+
+
+def _open_stages(session: so.Session, team_id: str) -> list[Stage]:
+    return list(
+        session.scalars(
+            sa.select(Stage)
+            .where(Stage.team_id == team_id, Stage.kind == OPEN, Stage.active)
+            .order_by(Stage.position, Stage.id)
+        )
+    )
+
+
+# --- conversion -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageMetrics:
+    key: str
+    name: str
+    name_zh: str
+    reached: int
+    advanced: int
+    conversion: float | None
+    conversion_low: float | None
+    conversion_high: float | None
+    open: int
+    lost: int
+    avg_days: float | None
+    median_days: float | None
+
+
+@dataclass(frozen=True)
+class Conversion:
+    period: Period
+    stages: list[StageMetrics]
+    won: int
+    lost: int
+    win_rate: float | None
+    win_rate_low: float | None
+    win_rate_high: float | None
+    cycle_days_avg: float | None
+    created: int = 0
+    won_amount: Decimal = Decimal(0)
+
+    def bottleneck(self, min_reached: int = 5) -> StageMetrics | None:
+        """The stage with the lowest conversion among those at least `min_reached` deals reached."""
+        candidates = [s for s in self.stages if s.conversion is not None and s.reached >= min_reached]
+        return min(candidates, key=lambda s: s.conversion or 0.0) if candidates else None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "period": {"since": self.period.since.isoformat(), "until": self.period.until.isoformat()},
+            "stages": [
+                {
+                    "key": s.key, "name": s.name, "reached": s.reached, "advanced": s.advanced,
+                    "conversion": s.conversion, "conversion_low": s.conversion_low,
+                    "conversion_high": s.conversion_high, "open": s.open, "lost": s.lost,
+                    "avg_days": s.avg_days, "median_days": s.median_days,
+                }
+                for s in self.stages
+            ],
+            "won": self.won,
+            "lost": self.lost,
+            "win_rate": self.win_rate,
+            "win_rate_low": self.win_rate_low,
+            "win_rate_high": self.win_rate_high,
+            "cycle_days_avg": self.cycle_days_avg,
+        }
+
+
+def conversion(
+    session: so.Session, team_id: str, period: Period, *, tz: str = "UTC", filters: Filters = Filters()
+) -> Conversion:
+    dialect = session.get_bind().dialect.name
+    start, end = period.bounds(tz)
+    cohort = _cohort(team_id, start, end, filters)
+    stages = _open_stages(session, team_id)
+    to_stage = so.aliased(Stage)
+
+    # The furthest rank each cohort deal ever reached, then how many deals per rank.
+    furthest = (
+        sa.select(StageChange.deal_id, sa.func.max(_rank(to_stage)).label("rank"))
+        .join(cohort, cohort.c.id == StageChange.deal_id)
+        .join(to_stage, to_stage.id == StageChange.to_stage_id)
+        .group_by(StageChange.deal_id)
+        .subquery()
+    )
+    per_rank = dict(
+        session.execute(sa.select(furthest.c.rank, sa.func.count()).group_by(furthest.c.rank)).all()
+    )
+
+    def reached_rank(rank: int) -> int:
+        return sum(n for r, n in per_rank.items() if r is not None and r >= rank)
+
+    # Deals now open, per stage; deals now lost, per the stage they were lost from.
+    open_by_stage = dict(
+        session.execute(
+            sa.select(cohort.c.stage_id, sa.func.count())
+            .where(cohort.c.status == OPEN)
+            .group_by(cohort.c.stage_id)
+        ).all()
+    )
+    last_change = (
+        sa.select(sa.func.max(StageChange.id).label("id"))
+        .join(cohort, cohort.c.id == StageChange.deal_id)
+        .where(cohort.c.status == LOST)
+        .group_by(StageChange.deal_id)
+        .subquery()
+    )
+    lost_from = dict(
+        session.execute(
+            sa.select(StageChange.from_stage_id, sa.func.count())
+            .join(last_change, last_change.c.id == StageChange.id)
+            .group_by(StageChange.from_stage_id)
+        ).all()
+    )
+
+    # Ended stays: each history row lasts until the deal's next row.
+    stays = (
+        sa.select(
+            StageChange.to_stage_id.label("stage_id"),
+            StageChange.at.label("entered"),
+            sa.func.lead(StageChange.at)
+            .over(partition_by=StageChange.deal_id, order_by=StageChange.id)
+            .label("left"),
+        )
+        .join(cohort, cohort.c.id == StageChange.deal_id)
+        .subquery()
+    )
+    ended = (
+        sa.select(stays.c.stage_id, days_between(dialect, stays.c.entered, stays.c.left).label("days"))
+        .where(stays.c.left.is_not(None))
+        .subquery()
+    )
+    avg_days = dict(
+        session.execute(sa.select(ended.c.stage_id, sa.func.avg(ended.c.days)).group_by(ended.c.stage_id)).all()
+    )
+    ordered = sa.select(
+        ended.c.stage_id,
+        ended.c.days,
+        sa.func.row_number().over(partition_by=ended.c.stage_id, order_by=ended.c.days).label("rn"),
+        sa.func.count().over(partition_by=ended.c.stage_id).label("n"),
+    ).subquery()
+    median_days = dict(
+        session.execute(
+            sa.select(ordered.c.stage_id, sa.func.avg(ordered.c.days))
+            .where(ordered.c.rn.in_([(ordered.c.n + 1) // 2, (ordered.c.n + 2) // 2]))
+            .group_by(ordered.c.stage_id)
+        ).all()
+    )
+
+    closed = session.execute(
+        sa.select(
+            sa.func.count().filter(cohort.c.status == WON),
+            sa.func.count().filter(cohort.c.status == LOST),
+            sa.func.avg(days_between(dialect, cohort.c.created_at, cohort.c.closed_at)).filter(
+                cohort.c.status == WON
+            ),
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(cohort.c.amount).filter(cohort.c.status == WON), 0),
+        )
+    ).one()
+    won, lost, cycle, created, won_amount = closed
+
+    result: list[StageMetrics] = []
+    for i, stage in enumerate(stages):
+        reached = reached_rank(stage.position)
+        next_rank = stages[i + 1].position if i + 1 < len(stages) else WON_RANK
+        advanced = reached_rank(next_rank)
+        low, high = wilson(advanced, reached)
+        result.append(
+            StageMetrics(
+                key=stage.key,
+                name=stage.name_en,
+                name_zh=stage.name_zh,
+                reached=reached,
+                advanced=advanced,
+                conversion=ratio(advanced, reached),
+                conversion_low=low,
+                conversion_high=high,
+                open=int(open_by_stage.get(stage.id, 0)),
+                lost=int(lost_from.get(stage.id, 0)),
+                avg_days=_float(avg_days.get(stage.id)),
+                median_days=_float(median_days.get(stage.id)),
+            )
+        )
+    win_low, win_high = wilson(won, won + lost)
+    return Conversion(
+        period=period,
+        stages=result,
+        won=int(won),
+        lost=int(lost),
+        win_rate=ratio(won, won + lost),
+        win_rate_low=win_low,
+        win_rate_high=win_high,
+        cycle_days_avg=_float(cycle),
+        created=int(created),
+        won_amount=Decimal(won_amount),
+    )
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+# --- forecast -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageProbability:
+    key: str
+    name: str
+    name_zh: str
+    p_win: float
+    p_win_default: float
+    sample: int
+    learned: bool
+
+
+@dataclass(frozen=True)
+class Forecast:
+    period: Period
+    as_of: dt.date
+    deals: int
+    amount_open: Decimal
+    weighted: Decimal
+    p10: Decimal
+    p50: Decimal
+    p90: Decimal
+    undated_deals: int
+    undated_amount: Decimal
+    undated_weighted: Decimal
+    stages: list[StageProbability] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "period": {"since": self.period.since.isoformat(), "until": self.period.until.isoformat()},
+            "as_of": self.as_of.isoformat(),
+            "deals": self.deals,
+            "amount_open": float(self.amount_open),
+            "weighted": float(self.weighted),
+            "p10": float(self.p10),
+            "p50": float(self.p50),
+            "p90": float(self.p90),
+            "undated": {
+                "deals": self.undated_deals,
+                "amount_open": float(self.undated_amount),
+                "weighted": float(self.undated_weighted),
+            },
+            "stages": [
+                {"key": s.key, "p_win": s.p_win, "p_win_default": s.p_win_default, "sample": s.sample}
+                for s in self.stages
+            ],
+        }
+
+
+def win_probabilities(
+    session: so.Session, team_id: str, as_of_end: dt.datetime, *, owner: str | None = None
+) -> list[StageProbability]:
+    """P(win | reached k) from deals closed in the 365 days up to `as_of_end` (SPEC §5)."""
+    to_stage = so.aliased(Stage)
+    closed = sa.select(Deal.id, Deal.status).where(
+        Deal.team_id == team_id,
+        Deal.status.in_((WON, LOST)),
+        Deal.closed_at >= as_of_end - dt.timedelta(days=365),
+        Deal.closed_at < as_of_end,
+    )
+    if owner:
+        closed = closed.where(Deal.owner_id == owner)
+    closed_sq = closed.subquery()
+    furthest = (
+        sa.select(
+            StageChange.deal_id,
+            sa.func.max(_rank(to_stage)).label("rank"),
+            sa.func.max(sa.case((closed_sq.c.status == WON, 1), else_=0)).label("won"),
+        )
+        .join(closed_sq, closed_sq.c.id == StageChange.deal_id)
+        .join(to_stage, to_stage.id == StageChange.to_stage_id)
+        .group_by(StageChange.deal_id)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(furthest.c.rank, furthest.c.won, sa.func.count()).group_by(furthest.c.rank, furthest.c.won)
+    ).all()
+    result = []
+    for stage in _open_stages(session, team_id):
+        sample = sum(n for rank, _won, n in rows if rank >= stage.position)
+        wins = sum(n for rank, won, n in rows if rank >= stage.position and won)
+        default = float(stage.probability)
+        learned = sample >= FORECAST_MIN_SAMPLE
+        result.append(
+            StageProbability(
+                key=stage.key, name=stage.name_en, name_zh=stage.name_zh,
+                p_win=wins / sample if learned else default,
+                p_win_default=default, sample=sample, learned=learned,
+            )
+        )
+    return result
+
+
+def simulate(amounts: Sequence[float], probabilities: Sequence[float], *, runs: int = FORECAST_RUNS,
+             seed: int = FORECAST_SEED) -> tuple[float, float, float]:
+    """P10/P50/P90 of the won amount, each deal an independent win (seeded Monte Carlo)."""
+    import numpy as np
+
+    if not amounts:
+        return 0.0, 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    value = np.asarray(amounts, dtype=float)
+    p = np.asarray(probabilities, dtype=float)
+    totals = np.empty(runs)
+    chunk = max(1, 2_000_000 // len(value))  # bound memory: runs x deals booleans per chunk
+    for first in range(0, runs, chunk):
+        n = min(chunk, runs - first)
+        totals[first : first + n] = (rng.random((n, len(value))) < p) @ value
+    p10, p50, p90 = np.percentile(totals, [10, 50, 90])
+    return float(p10), float(p50), float(p90)
+
+
+def forecast(
+    session: so.Session, team_id: str, period: Period, as_of: dt.date, *, tz: str = "UTC",
+    owner: str | None = None,
+) -> Forecast:
+    _, as_of_end = Period(as_of, as_of).bounds(tz)
+    probabilities = win_probabilities(session, team_id, as_of_end, owner=owner)
+    by_key = {p.key: p for p in probabilities}
+    query = (
+        sa.select(Stage.key, Deal.amount, Deal.expected_close)
+        .join(Stage, Stage.id == Deal.stage_id)
+        .where(Deal.team_id == team_id, Deal.status == OPEN, Deal.created_at < as_of_end)
+        .where(sa.or_(Deal.expected_close.is_(None), Deal.expected_close.between(period.since, period.until)))
+    )
+    if owner:
+        query = query.where(Deal.owner_id == owner)
+    amounts: list[float] = []
+    probs: list[float] = []
+    dated_total = weighted = Decimal(0)
+    undated = [0, Decimal(0), Decimal(0)]
+    for key, amount, close in session.execute(query):
+        p = by_key[key].p_win if key in by_key else 0.0
+        if close is None:
+            undated[0] += 1
+            undated[1] += amount
+            undated[2] += amount * Decimal(str(p))
+            continue
+        amounts.append(float(amount))
+        probs.append(p)
+        dated_total += amount
+        weighted += amount * Decimal(str(p))
+    p10, p50, p90 = simulate(amounts, probs)
+    cents = Decimal("0.01")
+    return Forecast(
+        period=period, as_of=as_of, deals=len(amounts),
+        amount_open=dated_total, weighted=weighted.quantize(cents),
+        p10=Decimal(str(p10)).quantize(cents), p50=Decimal(str(p50)).quantize(cents),
+        p90=Decimal(str(p90)).quantize(cents),
+        undated_deals=int(undated[0]), undated_amount=Decimal(undated[1]),
+        undated_weighted=Decimal(undated[2]).quantize(cents),
+        stages=probabilities,
+    )
+
+
+# --- the summary, stalled deals and breakdowns -----------------------------------------
+
+
+@dataclass(frozen=True)
+class StageLoad:
+    key: str
+    name: str
+    name_zh: str
+    deals: int
+    amount: Decimal
+
+
+def open_by_stage(session: so.Session, team_id: str, owner: str | None = None) -> list[StageLoad]:
+    """Open deals and their value in each open stage, in funnel order."""
+    query = (
+        sa.select(Stage.key, Stage.name_en, Stage.name_zh, sa.func.count(Deal.id),
+                  sa.func.coalesce(sa.func.sum(Deal.amount), 0))
+        .select_from(Stage)
+        .outerjoin(Deal, sa.and_(Deal.stage_id == Stage.id, Deal.status == OPEN,
+                                 *( [Deal.owner_id == owner] if owner else [] )))
+        .where(Stage.team_id == team_id, Stage.kind == OPEN, Stage.active)
+        .group_by(Stage.id, Stage.key, Stage.name_en, Stage.name_zh, Stage.position)
+        .order_by(Stage.position, Stage.id)
+    )
+    return [StageLoad(k, en, zh, int(n), Decimal(a)) for k, en, zh, n, a in session.execute(query)]
+
+
+def stalled_condition(session: so.Session, team_id: str, now: dt.datetime, today: dt.date) -> sa.ColumnElement[bool]:
+    """Open deals idle longer than their stage's stall days, or with a next step past due."""
+    idle = [
+        sa.and_(Deal.stage_id == stage.id, Deal.last_activity_at < now - dt.timedelta(days=stage.stall_days))
+        for stage in _open_stages(session, team_id)
+        if stage.stall_days
+    ]
+    overdue = sa.and_(Deal.next_step_due.is_not(None), Deal.next_step_due < today)
+    return sa.and_(Deal.team_id == team_id, Deal.status == OPEN, sa.or_(overdue, *idle))
+
+
+def stalled_deals(
+    session: so.Session, team_id: str, now: dt.datetime, today: dt.date, *, owner: str | None = None,
+    limit: int | None = 50,
+) -> tuple[list[Deal], int]:
+    condition = stalled_condition(session, team_id, now, today)
+    if owner:
+        condition = sa.and_(condition, Deal.owner_id == owner)
+    total = session.scalar(sa.select(sa.func.count()).select_from(Deal).where(condition)) or 0
+    query = sa.select(Deal).where(condition).order_by(Deal.last_activity_at)
+    if limit:
+        query = query.limit(limit)
+    return list(session.scalars(query)), total
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """One row of a by-rep or by-source table."""
+
+    key: str | None
+    created: int
+    won: int
+    lost: int
+    open: int
+    won_amount: Decimal
+    open_amount: Decimal
+
+    @property
+    def win_rate(self) -> float | None:
+        return ratio(self.won, self.won + self.lost)
+
+    @property
+    def win_interval(self) -> tuple[float | None, float | None]:
+        return wilson(self.won, self.won + self.lost)
+
+
+def breakdown(
+    session: so.Session, team_id: str, period: Period, by: str, *, tz: str = "UTC"
+) -> list[Breakdown]:
+    """Cohort outcomes grouped by `owner` or `source`."""
+    start, end = period.bounds(tz)
+    column = Deal.owner_id if by == "owner" else Deal.source
+    zero = sa.literal(0)
+    query = (
+        sa.select(
+            column,
+            sa.func.count(),
+            sa.func.count().filter(Deal.status == WON),
+            sa.func.count().filter(Deal.status == LOST),
+            sa.func.count().filter(Deal.status == OPEN),
+            sa.func.coalesce(sa.func.sum(Deal.amount).filter(Deal.status == WON), zero),
+            sa.func.coalesce(sa.func.sum(Deal.amount).filter(Deal.status == OPEN), zero),
+        )
+        .where(Deal.team_id == team_id, Deal.created_at >= start, Deal.created_at < end)
+        .group_by(column)
+        .order_by(sa.func.count().desc())
+    )
+    return [
+        Breakdown(key, int(c), int(w), int(lo), int(o), Decimal(wa), Decimal(oa))
+        for key, c, w, lo, o, wa, oa in session.execute(query)
+    ]
+
+
+@dataclass(frozen=True)
+class LostReason:
+    reason: str | None
+    deals: int
+    amount: Decimal
+
+
+def lost_reasons(session: so.Session, team_id: str, period: Period, *, tz: str = "UTC") -> list[LostReason]:
+    """Deals lost (closed) in the period, grouped by reason."""
+    start, end = period.bounds(tz)
+    query = (
+        sa.select(Deal.lost_reason, sa.func.count(), sa.func.coalesce(sa.func.sum(Deal.amount), 0))
+        .where(Deal.team_id == team_id, Deal.status == LOST, Deal.closed_at >= start, Deal.closed_at < end)
+        .group_by(Deal.lost_reason)
+        .order_by(sa.func.count().desc())
+    )
+    return [LostReason(r, int(n), Decimal(a)) for r, n, a in session.execute(query)]
+
+
+@dataclass(frozen=True)
+class Velocity:
+    conversion: Conversion
+    open_deals: int
+    avg_won_amount: Decimal | None
+
+    @property
+    def per_day(self) -> Decimal | None:
+        """Pipeline velocity: open deals × average won deal × win rate ÷ sales cycle (days)."""
+        c = self.conversion
+        if not c.win_rate or not c.cycle_days_avg or self.avg_won_amount is None:
+            return None
+        value = self.open_deals * float(self.avg_won_amount) * c.win_rate / c.cycle_days_avg
+        return Decimal(str(round(value, 2)))
+
+
+def velocity(session: so.Session, team_id: str, period: Period, *, tz: str = "UTC") -> Velocity:
+    conv = conversion(session, team_id, period, tz=tz)
+    open_deals = session.scalar(
+        sa.select(sa.func.count()).select_from(Deal).where(Deal.team_id == team_id, Deal.status == OPEN)
+    ) or 0
+    avg_won = conv.won_amount / conv.won if conv.won else None
+    return Velocity(conv, int(open_deals), avg_won)
