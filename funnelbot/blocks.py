@@ -429,3 +429,295 @@ def criteria_modal(tr: Translator, deal: DealInfo, *, meta: dict[str, Any]) -> d
         _input(Field.CRITERIA, tr("field.criteria"), {"type": "checkboxes", "options": options}),
     ]
     return _modal(View.CRITERIA, tr("modal.criteria"), tr("modal.confirm"), tr, blocks, meta)
+
+
+# --- funnel metrics -------------------------------------------------------------------
+
+
+def share(tr: Translator, num: int, den: int, low: float | None, high: float | None) -> str:
+    """`2/3 (67%, 21–94%)`: the count, the rate and its 95 % interval, never a bare percentage."""
+    if not den:
+        return f"{num}/{den} (—)"
+    return f"{num}/{den} ({tr.percent(num / den)}, {tr.percent(low)}–{tr.percent(high)})"
+
+
+def _stage_name(tr: Translator, name_en: str, name_zh: str) -> str:
+    return name_zh if tr.lang == "zh" else name_en
+
+
+def _days(tr: Translator, value: float | None) -> str:
+    return "—" if value is None else tr("metrics.days", days=f"{value:.1f}")
+
+
+def funnel_summary(
+    tr: Translator,
+    loads: Sequence[Any],
+    conv: Any,
+    stalled: int,
+    title: str,
+) -> Message:
+    """`/funnel`: open deals and value per stage, stage conversion, stalled count."""
+    bottleneck = conv.bottleneck()
+    rows = []
+    by_key = {s.key: s for s in conv.stages}
+    for load in loads:
+        stage = by_key.get(load.key)
+        line = f"*{escape(_stage_name(tr, load.name, load.name_zh))}*  {load.deals} · {escape(tr.money(load.amount))}"
+        if stage is not None and stage.reached:
+            line += "  →  " + share(
+                tr, stage.advanced, stage.reached, stage.conversion_low, stage.conversion_high
+            )
+        if bottleneck is not None and stage is not None and stage.key == bottleneck.key:
+            line += "  " + tr("metrics.bottleneck_tag")
+        rows.append(line)
+    total_deals = sum(load.deals for load in loads)
+    total_amount = (
+        sum((load.amount for load in loads), start=type(loads[0].amount)(0)) if loads else 0
+    )
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(title, HEADER_LIMIT)},
+        {"type": "section", "text": mrkdwn("\n".join(rows) or tr("list.empty"))},
+        {
+            "type": "context",
+            "elements": [
+                mrkdwn(
+                    escape(
+                        tr(
+                            "metrics.summary_footer",
+                            deals=total_deals,
+                            amount=tr.money(total_amount),
+                            stalled=stalled,
+                            period=conv.period.label(),
+                        )
+                    )
+                )
+            ],
+        },
+    ]
+    return _message(f"{title}: {total_deals} · {tr.money(total_amount)}", blocks)
+
+
+def conversion_table(
+    tr: Translator, conv: Any, title: str, path: tuple[str, str, int, int] | None = None
+) -> Message:
+    """The conversion table: reached → advanced per stage with intervals, win rate, cycle."""
+    blocks: list[Block] = [{"type": "header", "text": plain(title, HEADER_LIMIT)}]
+    if path is not None:
+        a, b, reached_a, reached_b = path
+        from_to = tr("metrics.from_to", a=a, b=b)
+        low, high = _wilson(reached_b, reached_a)
+        blocks.append(
+            {
+                "type": "section",
+                "text": mrkdwn(
+                    f"*{escape(from_to)}*  " + share(tr, reached_b, reached_a, low, high)
+                ),
+            }
+        )
+    bottleneck = conv.bottleneck()
+    for stage in conv.stages:
+        name = _stage_name(tr, stage.name, stage.name_zh)
+        if bottleneck is not None and stage.key == bottleneck.key:
+            name += " " + tr("metrics.bottleneck_tag")
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    mrkdwn(
+                        f"*{escape(name)}*\n"
+                        + share(
+                            tr,
+                            stage.advanced,
+                            stage.reached,
+                            stage.conversion_low,
+                            stage.conversion_high,
+                        )
+                    ),
+                    mrkdwn(
+                        escape(
+                            tr(
+                                "metrics.stage_detail",
+                                open=stage.open,
+                                lost=stage.lost,
+                                avg=_days(tr, stage.avg_days),
+                                median=_days(tr, stage.median_days),
+                            )
+                        )
+                    ),
+                ],
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                mrkdwn(
+                    escape(
+                        tr(
+                            "metrics.win_line",
+                            created=conv.created,
+                            rate=share(
+                                tr,
+                                conv.won,
+                                conv.won + conv.lost,
+                                conv.win_rate_low,
+                                conv.win_rate_high,
+                            ),
+                            cycle=_days(tr, conv.cycle_days_avg),
+                            period=conv.period.label(),
+                        )
+                    )
+                )
+            ],
+        }
+    )
+    if conv.created and conv.created < 30:
+        blocks.append({"type": "context", "elements": [plain(tr("metrics.small_sample"))]})
+    return _message(title, blocks)
+
+
+def _wilson(successes: int, trials: int) -> tuple[float | None, float | None]:
+    from funnelbot.metrics import wilson
+
+    return wilson(successes, trials)
+
+
+def forecast_message(tr: Translator, fc: Any, title: str) -> Message:
+    lines = [
+        tr(
+            "metrics.forecast_weighted",
+            weighted=escape(tr.money(fc.weighted)),
+            deals=fc.deals,
+            amount=escape(tr.money(fc.amount_open)),
+        ),
+        tr(
+            "metrics.forecast_range",
+            p10=escape(tr.money(fc.p10)),
+            p50=escape(tr.money(fc.p50)),
+            p90=escape(tr.money(fc.p90)),
+        ),
+    ]
+    if fc.undated_deals:
+        lines.append(
+            tr(
+                "metrics.forecast_undated",
+                deals=fc.undated_deals,
+                amount=escape(tr.money(fc.undated_amount)),
+            )
+        )
+    probs = []
+    for s in fc.stages:
+        name = escape(_stage_name(tr, s.name, s.name_zh))
+        if s.learned:
+            text = tr("metrics.p_learned", p=tr.percent(s.p_win), n=s.sample)
+            if abs(s.p_win - s.p_win_default) > 0.005:
+                text += " " + tr("metrics.p_default_beside", p=tr.percent(s.p_win_default))
+        else:
+            text = tr("metrics.p_default", p=tr.percent(s.p_win), n=s.sample)
+        probs.append(f"*{name}*  {text}")
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(title, HEADER_LIMIT)},
+        {"type": "section", "text": mrkdwn("\n".join(lines))},
+        {
+            "type": "section",
+            "text": mrkdwn(f"*{escape(tr('metrics.p_title'))}*\n" + "\n".join(probs)),
+        },
+        {
+            "type": "context",
+            "elements": [
+                mrkdwn(
+                    escape(
+                        tr(
+                            "metrics.forecast_footer",
+                            period=fc.period.label(),
+                            as_of=fc.as_of.isoformat(),
+                        )
+                    )
+                )
+            ],
+        },
+    ]
+    return _message(f"{title}: {tr.money(fc.weighted)}", blocks)
+
+
+def breakdown_message(tr: Translator, rows: Sequence[Any], title: str, by: str) -> Message:
+    blocks: list[Block] = [{"type": "header", "text": plain(title, HEADER_LIMIT)}]
+    if not rows:
+        blocks.append({"type": "section", "text": plain(tr("metrics.nothing"))})
+    for row in rows[:40]:
+        if by == "owner":
+            who = mention(row.key) if row.key else "—"
+            head = mrkdwn(f"{who}")
+        else:
+            head = plain(row.key or tr("metrics.no_source"), FIELD_LIMIT)
+        low, high = row.win_interval
+        detail = tr(
+            "metrics.breakdown_row",
+            created=row.created,
+            open=row.open,
+            open_amount=tr.money(row.open_amount),
+            won_amount=tr.money(row.won_amount),
+            rate=share(tr, row.won, row.won + row.lost, low, high),
+        )
+        blocks.append({"type": "section", "fields": [head, mrkdwn(escape(detail))]})
+    return _message(title, blocks)
+
+
+def lost_message(tr: Translator, reasons: Sequence[Any], conv: Any, title: str) -> Message:
+    blocks: list[Block] = [{"type": "header", "text": plain(title, HEADER_LIMIT)}]
+    if not reasons:
+        blocks.append({"type": "section", "text": plain(tr("metrics.nothing"))})
+    for r in reasons[:20]:
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    plain(r.reason or tr("metrics.no_reason"), FIELD_LIMIT),
+                    mrkdwn(
+                        escape(tr("metrics.lost_row", deals=r.deals, amount=tr.money(r.amount)))
+                    ),
+                ],
+            }
+        )
+    by_stage = ", ".join(
+        f"{_stage_name(tr, s.name, s.name_zh)} {s.lost}" for s in conv.stages if s.lost
+    )
+    if by_stage:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [mrkdwn(escape(tr("metrics.lost_by_stage", stages=by_stage)))],
+            }
+        )
+    return _message(title, blocks)
+
+
+def velocity_message(tr: Translator, vel: Any, title: str) -> Message:
+    conv = vel.conversion
+    days = "\n".join(
+        f"*{escape(_stage_name(tr, s.name, s.name_zh))}*  {escape(_days(tr, s.avg_days))} ({escape(tr('metrics.median'))} {escape(_days(tr, s.median_days))})"
+        for s in conv.stages
+    )
+    lines = [
+        tr("metrics.cycle", cycle=escape(_days(tr, conv.cycle_days_avg))),
+        tr(
+            "metrics.win_rate",
+            rate=share(tr, conv.won, conv.won + conv.lost, conv.win_rate_low, conv.win_rate_high),
+        ),
+        tr(
+            "metrics.velocity",
+            value=escape(tr.money(vel.per_day)) if vel.per_day is not None else "—",
+            open=vel.open_deals,
+        ),
+    ]
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(title, HEADER_LIMIT)},
+        {"type": "section", "text": mrkdwn(f"*{escape(tr('metrics.days_in_stage'))}*\n{days}")},
+        {"type": "section", "text": mrkdwn("\n".join(lines))},
+        {"type": "context", "elements": [mrkdwn(escape(conv.period.label()))]},
+    ]
+    return _message(title, blocks)
+
+
+def period_help(tr: Translator, value: str) -> Message:
+    return error(tr("error.bad_period", value=value))

@@ -27,10 +27,14 @@ def _pick_team(engine: sa.Engine, wanted: str | None) -> str:
     from funnelbot.models import Workspace
 
     with engine.connect() as conn:
-        teams = [t for (t,) in conn.execute(sa.select(Workspace.team_id).order_by(Workspace.team_id))]
+        teams = [
+            t for (t,) in conn.execute(sa.select(Workspace.team_id).order_by(Workspace.team_id))
+        ]
     if wanted:
         if wanted not in teams:
-            raise SystemExit(f"funnelbot: no workspace {wanted!r} in the database (have: {', '.join(teams) or 'none'})")
+            raise SystemExit(
+                f"funnelbot: no workspace {wanted!r} in the database (have: {', '.join(teams) or 'none'})"
+            )
         return wanted
     if len(teams) == 1:
         return teams[0]
@@ -68,10 +72,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="funnelbot", description="Run your sales funnel in Slack.")
+    parser = argparse.ArgumentParser(
+        prog="funnelbot", description="Run your sales funnel in Slack."
+    )
     sub = parser.add_subparsers(dest="command")
 
-    serve = sub.add_parser("serve", help="Socket Mode, HTTP or the local console, by what .env holds")
+    serve = sub.add_parser(
+        "serve", help="Socket Mode, HTTP or the local console, by what .env holds"
+    )
     serve.add_argument("--workers", type=int, default=None, help="HTTP worker processes (gunicorn)")
     serve.set_defaults(func=cmd_serve)
 

@@ -20,8 +20,19 @@ from funnelbot.models import Deal, Note, Stage, StageChange
 
 KINDS = ("deals", "history", "notes")
 COLUMNS = {
-    "deals": ["id", "name", "amount", "owner", "stage", "status", "source", "lost_reason",
-              "expected_close", "created_at", "updated_at"],
+    "deals": [
+        "id",
+        "name",
+        "amount",
+        "owner",
+        "stage",
+        "status",
+        "source",
+        "lost_reason",
+        "expected_close",
+        "created_at",
+        "updated_at",
+    ],
     "history": ["deal_id", "from_stage", "to_stage", "at", "by"],
     "notes": ["deal_id", "author", "text", "at"],
 }
@@ -38,15 +49,23 @@ def iso(value: dt.datetime | dt.date | None) -> str | None:
 def _rows(session: so.Session, team_id: str, kind: str) -> Iterator[dict[str, Any]]:
     if kind == "deals":
         query = (
-            sa.select(Deal, Stage.key).join(Stage, Stage.id == Deal.stage_id)
-            .where(Deal.team_id == team_id).order_by(Deal.number)
+            sa.select(Deal, Stage.key)
+            .join(Stage, Stage.id == Deal.stage_id)
+            .where(Deal.team_id == team_id)
+            .order_by(Deal.number)
         )
         for deal, stage_key in session.execute(query.execution_options(yield_per=1000)):
             yield {
-                "id": deal.number, "name": deal.name, "amount": str(deal.amount),
-                "owner": deal.owner_id, "stage": stage_key, "status": deal.status,
-                "source": deal.source, "lost_reason": deal.lost_reason,
-                "expected_close": iso(deal.expected_close), "created_at": iso(deal.created_at),
+                "id": deal.number,
+                "name": deal.name,
+                "amount": str(deal.amount),
+                "owner": deal.owner_id,
+                "stage": stage_key,
+                "status": deal.status,
+                "source": deal.source,
+                "lost_reason": deal.lost_reason,
+                "expected_close": iso(deal.expected_close),
+                "created_at": iso(deal.created_at),
                 "updated_at": iso(deal.updated_at),
             }
     elif kind == "history":
@@ -93,7 +112,11 @@ def write(session: so.Session, team_id: str, kind: str, fmt: str, out: IO[str]) 
         return count
     out.write("[")
     for row in _rows(session, team_id, kind):
-        out.write(("," if count else "") + "\n" + json.dumps(row, ensure_ascii=False, default=_json_default))
+        out.write(
+            ("," if count else "")
+            + "\n"
+            + json.dumps(row, ensure_ascii=False, default=_json_default)
+        )
         count += 1
     out.write("\n]\n")
     return count

@@ -126,18 +126,30 @@ class Conversion:
 
     def bottleneck(self, min_reached: int = 5) -> StageMetrics | None:
         """The stage with the lowest conversion among those at least `min_reached` deals reached."""
-        candidates = [s for s in self.stages if s.conversion is not None and s.reached >= min_reached]
+        candidates = [
+            s for s in self.stages if s.conversion is not None and s.reached >= min_reached
+        ]
         return min(candidates, key=lambda s: s.conversion or 0.0) if candidates else None
 
     def as_json(self) -> dict[str, object]:
         return {
-            "period": {"since": self.period.since.isoformat(), "until": self.period.until.isoformat()},
+            "period": {
+                "since": self.period.since.isoformat(),
+                "until": self.period.until.isoformat(),
+            },
             "stages": [
                 {
-                    "key": s.key, "name": s.name, "reached": s.reached, "advanced": s.advanced,
-                    "conversion": s.conversion, "conversion_low": s.conversion_low,
-                    "conversion_high": s.conversion_high, "open": s.open, "lost": s.lost,
-                    "avg_days": s.avg_days, "median_days": s.median_days,
+                    "key": s.key,
+                    "name": s.name,
+                    "reached": s.reached,
+                    "advanced": s.advanced,
+                    "conversion": s.conversion,
+                    "conversion_low": s.conversion_low,
+                    "conversion_high": s.conversion_high,
+                    "open": s.open,
+                    "lost": s.lost,
+                    "avg_days": s.avg_days,
+                    "median_days": s.median_days,
                 }
                 for s in self.stages
             ],
@@ -151,7 +163,12 @@ class Conversion:
 
 
 def conversion(
-    session: so.Session, team_id: str, period: Period, *, tz: str = "UTC", filters: Filters = Filters()
+    session: so.Session,
+    team_id: str,
+    period: Period,
+    *,
+    tz: str = "UTC",
+    filters: Filters = Filters(),
 ) -> Conversion:
     dialect = session.get_bind().dialect.name
     start, end = period.bounds(tz)
@@ -210,12 +227,16 @@ def conversion(
         .subquery()
     )
     ended = (
-        sa.select(stays.c.stage_id, days_between(dialect, stays.c.entered, stays.c.left).label("days"))
+        sa.select(
+            stays.c.stage_id, days_between(dialect, stays.c.entered, stays.c.left).label("days")
+        )
         .where(stays.c.left.is_not(None))
         .subquery()
     )
     avg_days = dict(
-        session.execute(sa.select(ended.c.stage_id, sa.func.avg(ended.c.days)).group_by(ended.c.stage_id)).all()
+        session.execute(
+            sa.select(ended.c.stage_id, sa.func.avg(ended.c.days)).group_by(ended.c.stage_id)
+        ).all()
     )
     ordered = sa.select(
         ended.c.stage_id,
@@ -316,7 +337,10 @@ class Forecast:
 
     def as_json(self) -> dict[str, object]:
         return {
-            "period": {"since": self.period.since.isoformat(), "until": self.period.until.isoformat()},
+            "period": {
+                "since": self.period.since.isoformat(),
+                "until": self.period.until.isoformat(),
+            },
             "as_of": self.as_of.isoformat(),
             "deals": self.deals,
             "amount_open": float(self.amount_open),
@@ -330,7 +354,12 @@ class Forecast:
                 "weighted": float(self.undated_weighted),
             },
             "stages": [
-                {"key": s.key, "p_win": s.p_win, "p_win_default": s.p_win_default, "sample": s.sample}
+                {
+                    "key": s.key,
+                    "p_win": s.p_win,
+                    "p_win_default": s.p_win_default,
+                    "sample": s.sample,
+                }
                 for s in self.stages
             ],
         }
@@ -362,7 +391,9 @@ def win_probabilities(
         .subquery()
     )
     rows = session.execute(
-        sa.select(furthest.c.rank, furthest.c.won, sa.func.count()).group_by(furthest.c.rank, furthest.c.won)
+        sa.select(furthest.c.rank, furthest.c.won, sa.func.count()).group_by(
+            furthest.c.rank, furthest.c.won
+        )
     ).all()
     result = []
     for stage in _open_stages(session, team_id):
@@ -372,16 +403,25 @@ def win_probabilities(
         learned = sample >= FORECAST_MIN_SAMPLE
         result.append(
             StageProbability(
-                key=stage.key, name=stage.name_en, name_zh=stage.name_zh,
+                key=stage.key,
+                name=stage.name_en,
+                name_zh=stage.name_zh,
                 p_win=wins / sample if learned else default,
-                p_win_default=default, sample=sample, learned=learned,
+                p_win_default=default,
+                sample=sample,
+                learned=learned,
             )
         )
     return result
 
 
-def simulate(amounts: Sequence[float], probabilities: Sequence[float], *, runs: int = FORECAST_RUNS,
-             seed: int = FORECAST_SEED) -> tuple[float, float, float]:
+def simulate(
+    amounts: Sequence[float],
+    probabilities: Sequence[float],
+    *,
+    runs: int = FORECAST_RUNS,
+    seed: int = FORECAST_SEED,
+) -> tuple[float, float, float]:
     """P10/P50/P90 of the won amount, each deal an independent win (seeded Monte Carlo)."""
     import numpy as np
 
@@ -400,7 +440,12 @@ def simulate(amounts: Sequence[float], probabilities: Sequence[float], *, runs: 
 
 
 def forecast(
-    session: so.Session, team_id: str, period: Period, as_of: dt.date, *, tz: str = "UTC",
+    session: so.Session,
+    team_id: str,
+    period: Period,
+    as_of: dt.date,
+    *,
+    tz: str = "UTC",
     owner: str | None = None,
 ) -> Forecast:
     _, as_of_end = Period(as_of, as_of).bounds(tz)
@@ -410,7 +455,12 @@ def forecast(
         sa.select(Stage.key, Deal.amount, Deal.expected_close)
         .join(Stage, Stage.id == Deal.stage_id)
         .where(Deal.team_id == team_id, Deal.status == OPEN, Deal.created_at < as_of_end)
-        .where(sa.or_(Deal.expected_close.is_(None), Deal.expected_close.between(period.since, period.until)))
+        .where(
+            sa.or_(
+                Deal.expected_close.is_(None),
+                Deal.expected_close.between(period.since, period.until),
+            )
+        )
     )
     if owner:
         query = query.where(Deal.owner_id == owner)
@@ -432,11 +482,16 @@ def forecast(
     p10, p50, p90 = simulate(amounts, probs)
     cents = Decimal("0.01")
     return Forecast(
-        period=period, as_of=as_of, deals=len(amounts),
-        amount_open=dated_total, weighted=weighted.quantize(cents),
-        p10=Decimal(str(p10)).quantize(cents), p50=Decimal(str(p50)).quantize(cents),
+        period=period,
+        as_of=as_of,
+        deals=len(amounts),
+        amount_open=dated_total,
+        weighted=weighted.quantize(cents),
+        p10=Decimal(str(p10)).quantize(cents),
+        p50=Decimal(str(p50)).quantize(cents),
         p90=Decimal(str(p90)).quantize(cents),
-        undated_deals=int(undated[0]), undated_amount=Decimal(undated[1]),
+        undated_deals=int(undated[0]),
+        undated_amount=Decimal(undated[1]),
         undated_weighted=Decimal(undated[2]).quantize(cents),
         stages=probabilities,
     )
@@ -457,11 +512,22 @@ class StageLoad:
 def open_by_stage(session: so.Session, team_id: str, owner: str | None = None) -> list[StageLoad]:
     """Open deals and their value in each open stage, in funnel order."""
     query = (
-        sa.select(Stage.key, Stage.name_en, Stage.name_zh, sa.func.count(Deal.id),
-                  sa.func.coalesce(sa.func.sum(Deal.amount), 0))
+        sa.select(
+            Stage.key,
+            Stage.name_en,
+            Stage.name_zh,
+            sa.func.count(Deal.id),
+            sa.func.coalesce(sa.func.sum(Deal.amount), 0),
+        )
         .select_from(Stage)
-        .outerjoin(Deal, sa.and_(Deal.stage_id == Stage.id, Deal.status == OPEN,
-                                 *( [Deal.owner_id == owner] if owner else [] )))
+        .outerjoin(
+            Deal,
+            sa.and_(
+                Deal.stage_id == Stage.id,
+                Deal.status == OPEN,
+                *([Deal.owner_id == owner] if owner else []),
+            ),
+        )
         .where(Stage.team_id == team_id, Stage.kind == OPEN, Stage.active)
         .group_by(Stage.id, Stage.key, Stage.name_en, Stage.name_zh, Stage.position)
         .order_by(Stage.position, Stage.id)
@@ -469,10 +535,15 @@ def open_by_stage(session: so.Session, team_id: str, owner: str | None = None) -
     return [StageLoad(k, en, zh, int(n), Decimal(a)) for k, en, zh, n, a in session.execute(query)]
 
 
-def stalled_condition(session: so.Session, team_id: str, now: dt.datetime, today: dt.date) -> sa.ColumnElement[bool]:
+def stalled_condition(
+    session: so.Session, team_id: str, now: dt.datetime, today: dt.date
+) -> sa.ColumnElement[bool]:
     """Open deals idle longer than their stage's stall days, or with a next step past due."""
     idle = [
-        sa.and_(Deal.stage_id == stage.id, Deal.last_activity_at < now - dt.timedelta(days=stage.stall_days))
+        sa.and_(
+            Deal.stage_id == stage.id,
+            Deal.last_activity_at < now - dt.timedelta(days=stage.stall_days),
+        )
         for stage in _open_stages(session, team_id)
         if stage.stall_days
     ]
@@ -481,7 +552,12 @@ def stalled_condition(session: so.Session, team_id: str, now: dt.datetime, today
 
 
 def stalled_deals(
-    session: so.Session, team_id: str, now: dt.datetime, today: dt.date, *, owner: str | None = None,
+    session: so.Session,
+    team_id: str,
+    now: dt.datetime,
+    today: dt.date,
+    *,
+    owner: str | None = None,
     limit: int | None = 50,
 ) -> tuple[list[Deal], int]:
     condition = stalled_condition(session, team_id, now, today)
@@ -549,12 +625,19 @@ class LostReason:
     amount: Decimal
 
 
-def lost_reasons(session: so.Session, team_id: str, period: Period, *, tz: str = "UTC") -> list[LostReason]:
+def lost_reasons(
+    session: so.Session, team_id: str, period: Period, *, tz: str = "UTC"
+) -> list[LostReason]:
     """Deals lost (closed) in the period, grouped by reason."""
     start, end = period.bounds(tz)
     query = (
         sa.select(Deal.lost_reason, sa.func.count(), sa.func.coalesce(sa.func.sum(Deal.amount), 0))
-        .where(Deal.team_id == team_id, Deal.status == LOST, Deal.closed_at >= start, Deal.closed_at < end)
+        .where(
+            Deal.team_id == team_id,
+            Deal.status == LOST,
+            Deal.closed_at >= start,
+            Deal.closed_at < end,
+        )
         .group_by(Deal.lost_reason)
         .order_by(sa.func.count().desc())
     )
@@ -571,7 +654,8 @@ class Velocity:
     def per_day(self) -> Decimal | None:
         """Pipeline velocity: open deals × average won deal × win rate ÷ sales cycle (days)."""
         c = self.conversion
-        if not c.win_rate or not c.cycle_days_avg or self.avg_won_amount is None:
+        # A cycle under a day (deals won the day they were logged) says nothing about speed.
+        if not c.win_rate or not c.cycle_days_avg or c.cycle_days_avg < 1 or self.avg_won_amount is None:
             return None
         value = self.open_deals * float(self.avg_won_amount) * c.win_rate / c.cycle_days_avg
         return Decimal(str(round(value, 2)))
@@ -579,8 +663,13 @@ class Velocity:
 
 def velocity(session: so.Session, team_id: str, period: Period, *, tz: str = "UTC") -> Velocity:
     conv = conversion(session, team_id, period, tz=tz)
-    open_deals = session.scalar(
-        sa.select(sa.func.count()).select_from(Deal).where(Deal.team_id == team_id, Deal.status == OPEN)
-    ) or 0
+    open_deals = (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Deal)
+            .where(Deal.team_id == team_id, Deal.status == OPEN)
+        )
+        or 0
+    )
     avg_won = conv.won_amount / conv.won if conv.won else None
     return Velocity(conv, int(open_deals), avg_won)

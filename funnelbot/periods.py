@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 
 from funnelbot.errors import UserError
 
-UNITS_ZH = {"周": "week", "星期": "week", "月": "month", "季度": "quarter", "季": "quarter", "年": "year"}
+UNITS_ZH = {
+    "周": "week",
+    "星期": "week",
+    "月": "month",
+    "季度": "quarter",
+    "季": "quarter",
+    "年": "year",
+}
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,17 @@ def parse_period(text: str, today: dt.date) -> Period:
             raise UserError("error.bad_period", value=text)
         if prefix == "去" and unit != "year":
             raise UserError("error.bad_period", value=text)
-        offset = {"本": 0, "这": 0, "这个": 0, "今": 0, "上": -1, "上个": -1, "去": -1, "下": 1, "下个": 1}[prefix]
+        offset = {
+            "本": 0,
+            "这": 0,
+            "这个": 0,
+            "今": 0,
+            "上": -1,
+            "上个": -1,
+            "去": -1,
+            "下": 1,
+            "下个": 1,
+        }[prefix]
         return unit_period(unit, today, offset)
     if phrase in ("today", "今天"):
         return Period(today, today)

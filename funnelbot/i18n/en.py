@@ -102,5 +102,50 @@ MESSAGES: dict[str, str] = {
         "A deal is `#42`, `42` or the start of its name. Amounts: `50000`, `50k`, `1.2m`, `$5k`, `¥50,000`, `5万`, `1.5亿`. "
         "Dates: `2026-12-01`, `tomorrow`, `friday`, `in 3 days`, `明天`, `3天后`."
     ),
-    "help.funnel": "`/funnel` shows the team funnel. More is coming: conversion, forecast, stalled deals.",
+    "help.funnel": (
+        "`/funnel` the team funnel: open deals and value per stage, conversion, stalled count\n"
+        "`/funnel conversion [from <stage> to <stage>] [<period>] [@rep] [source:<s>]` conversion with 95 % intervals\n"
+        "`/funnel forecast [<period>]` weighted pipeline and P10/P50/P90 (default: this quarter)\n"
+        "`/funnel stalled [@rep]` · `/funnel lost [<period>]` · `/funnel reps [<period>]` · `/funnel sources [<period>]` · `/funnel velocity [<period>]`\n"
+        "Periods: `this week|month|quarter|year`, `last month`, `last 30 days`, `2026-01-01..2026-03-31`, `本月`, `上季度`, `近30天`, `今年` (default: the last 90 days)."
+    ),
+    # /funnel
+    "error.bad_period": "“{value}” is not a period I understand. Try: this quarter, last month, last 30 days, 2026-01-01..2026-03-31, 本月, 上季度, 近30天.",
+    "error.bad_question": "I did not understand “{value}”. Try: /funnel conversion from proposal to won last quarter @alice · /funnel forecast this quarter · /funnel stalled · /funnel reps last 30 days · /funnel help",
+    "error.bad_stage_path": "Conversion runs forward along the funnel: “{a}” must come before “{b}”.",
+    "error.not_yet": "{what} is not available yet.",
+    "metrics.days": "{days} d",
+    "metrics.median": "median",
+    "metrics.bottleneck_tag": "⚠ bottleneck",
+    "metrics.summary_title": "Team funnel",
+    "metrics.summary_footer": "{deals} open deals · {amount} · {stalled} stalled · conversion of deals created {period}",
+    "metrics.conversion_title": "Stage conversion",
+    "metrics.from_to": "{a} → {b}",
+    "metrics.stage_detail": "open {open} · lost here {lost} · {avg} in stage (median {median})",
+    "metrics.win_line": "{created} deals created {period} · win rate {rate} · sales cycle {cycle}",
+    "metrics.small_sample": "Small sample: the ranges in brackets are 95 % intervals, read them before the percentages.",
+    "metrics.forecast_title": "Forecast",
+    "metrics.forecast_weighted": "*Weighted pipeline* {weighted} from {deals} open deals worth {amount}",
+    "metrics.forecast_range": "*Likely won* P10 {p10} · P50 {p50} · P90 {p90}",
+    "metrics.forecast_undated": "Not counted: {deals} open deals worth {amount} have no expected close date.",
+    "metrics.p_title": "Win probability by stage",
+    "metrics.p_learned": "{p} (learned from {n} closed deals)",
+    "metrics.p_default_beside": "· default {p}",
+    "metrics.p_default": "{p} (stage default; only {n} closed deals so far)",
+    "metrics.forecast_footer": "Expected close {period} · as of {as_of}",
+    "metrics.stalled_title": "Stalled deals",
+    "metrics.lost_title": "Lost deals {period}",
+    "metrics.lost_row": "{deals} deals · {amount}",
+    "metrics.lost_by_stage": "Lost from: {stages}",
+    "metrics.no_reason": "(no reason given)",
+    "metrics.reps_title": "By rep {period}",
+    "metrics.sources_title": "By lead source {period}",
+    "metrics.no_source": "(no source)",
+    "metrics.breakdown_row": "created {created} · open {open} ({open_amount}) · won {won_amount} · win rate {rate}",
+    "metrics.nothing": "Nothing in this period.",
+    "metrics.velocity_title": "Velocity",
+    "metrics.days_in_stage": "Days in stage",
+    "metrics.cycle": "*Sales cycle* {cycle} from creation to won",
+    "metrics.win_rate": "*Win rate* {rate}",
+    "metrics.velocity": "*Pipeline velocity* {value} per day ({open} open deals × average won deal × win rate ÷ cycle)",
 }

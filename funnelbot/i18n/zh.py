@@ -95,5 +95,50 @@ MESSAGES: dict[str, str] = {
         "商机可写 `#42`、`42` 或名称开头。金额：`50000`、`50k`、`1.2m`、`$5k`、`¥50,000`、`5万`、`1.5亿`。"
         "日期：`2026-12-01`、`明天`、`3天后`、`tomorrow`、`in 3 days`。"
     ),
-    "help.funnel": "`/funnel` 显示团队漏斗。转化率、预测、停滞商机等功能即将上线。",
+    "help.funnel": (
+        "`/funnel` 团队漏斗：各阶段进行中商机数与金额、转化率、停滞数\n"
+        "`/funnel conversion [from <阶段> to <阶段>] [<时间段>] [@销售] [source:<来源>]` 转化率（含 95% 区间）\n"
+        "`/funnel forecast [<时间段>]` 加权管道与 P10/P50/P90（默认本季度）\n"
+        "`/funnel stalled [@销售]` · `/funnel lost [<时间段>]` · `/funnel reps [<时间段>]` · `/funnel sources [<时间段>]` · `/funnel velocity [<时间段>]`\n"
+        "时间段：`本月`、`上季度`、`近30天`、`今年`、`this quarter`、`last 30 days`、`2026-01-01..2026-03-31`（默认近 90 天）。"
+    ),
+    # /funnel
+    "error.bad_period": "看不懂时间段 “{value}”。可以写：本月、上季度、近30天、今年、2026-01-01..2026-03-31、this quarter、last 30 days。",
+    "error.bad_question": "没看懂 “{value}”。试试：/funnel conversion from proposal to won 上季度 @某人 · /funnel forecast 本季度 · /funnel stalled · /funnel reps 近30天 · /funnel help",
+    "error.bad_stage_path": "转化率沿漏斗向前计算：“{a}” 必须在 “{b}” 之前。",
+    "error.not_yet": "{what} 暂未开放。",
+    "metrics.days": "{days} 天",
+    "metrics.median": "中位数",
+    "metrics.bottleneck_tag": "⚠ 瓶颈",
+    "metrics.summary_title": "团队漏斗",
+    "metrics.summary_footer": "进行中 {deals} 个 · {amount} · 停滞 {stalled} 个 · 转化率按 {period} 创建的商机计算",
+    "metrics.conversion_title": "阶段转化率",
+    "metrics.from_to": "{a} → {b}",
+    "metrics.stage_detail": "进行中 {open} · 在此输单 {lost} · 平均停留 {avg}（中位数 {median}）",
+    "metrics.win_line": "{period} 创建 {created} 个 · 赢单率 {rate} · 销售周期 {cycle}",
+    "metrics.small_sample": "样本较小：括号中是 95% 置信区间，请先看区间再看百分比。",
+    "metrics.forecast_title": "预测",
+    "metrics.forecast_weighted": "*加权管道* {weighted}，来自 {deals} 个进行中商机（总额 {amount}）",
+    "metrics.forecast_range": "*可能成交* P10 {p10} · P50 {p50} · P90 {p90}",
+    "metrics.forecast_undated": "未计入：{deals} 个进行中商机（{amount}）没有预计成交日期。",
+    "metrics.p_title": "各阶段赢单概率",
+    "metrics.p_learned": "{p}（基于 {n} 个已关闭商机）",
+    "metrics.p_default_beside": "· 默认 {p}",
+    "metrics.p_default": "{p}（阶段默认值；目前只有 {n} 个已关闭商机）",
+    "metrics.forecast_footer": "预计成交 {period} · 截至 {as_of}",
+    "metrics.stalled_title": "停滞商机",
+    "metrics.lost_title": "输单 {period}",
+    "metrics.lost_row": "{deals} 个 · {amount}",
+    "metrics.lost_by_stage": "输单阶段：{stages}",
+    "metrics.no_reason": "（未填写原因）",
+    "metrics.reps_title": "按销售 {period}",
+    "metrics.sources_title": "按线索来源 {period}",
+    "metrics.no_source": "（无来源）",
+    "metrics.breakdown_row": "创建 {created} · 进行中 {open}（{open_amount}）· 成交 {won_amount} · 赢单率 {rate}",
+    "metrics.nothing": "这个时间段没有数据。",
+    "metrics.velocity_title": "销售速度",
+    "metrics.days_in_stage": "各阶段停留天数",
+    "metrics.cycle": "*销售周期* 从创建到成交 {cycle}",
+    "metrics.win_rate": "*赢单率* {rate}",
+    "metrics.velocity": "*管道速度* 每天 {value}（{open} 个进行中商机 × 平均成交额 × 赢单率 ÷ 周期）",
 }

@@ -5,12 +5,13 @@ from __future__ import annotations
 from slack_bolt import App
 
 from funnelbot.listeners.actions import deal_buttons
-from funnelbot.listeners.commands import deal
+from funnelbot.listeners.commands import deal, funnel
 from funnelbot.listeners.context import Services
 from funnelbot.listeners.views import deal_modals
 
 
 def register_listeners(app: App, services: Services) -> None:
     deal.register(app, services)
+    funnel.register(app, services)
     deal_buttons.register(app, services)
     deal_modals.register(app, services)
