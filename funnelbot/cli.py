@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -20,6 +23,8 @@ def _configure_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # Migration chatter belongs to `migrate`, not to every command that checks the schema.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _pick_team(engine: sa.Engine, wanted: str | None) -> str:
@@ -65,6 +70,141 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _today(settings: Settings) -> dt.date:
+    return dt.datetime.now(ZoneInfo(settings.timezone)).date()
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from exc
+
+
+def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
+    from funnelbot import db, metrics
+    from funnelbot.periods import Period, unit_period
+
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    team = _pick_team(engine, args.team)
+    today = _today(settings)
+    with db.make_session_factory(engine)() as session:
+        if args.which == "conversion":
+            until = args.until or today
+            period = Period(args.since or until - dt.timedelta(days=89), until)
+            result = metrics.conversion(
+                session,
+                team,
+                period,
+                tz=settings.timezone,
+                filters=metrics.Filters(owner=args.owner, source=args.source),
+            )
+        else:
+            quarter = unit_period("quarter", args.as_of or today, 0)
+            period = Period(args.since or quarter.since, args.until or quarter.until)
+            result = metrics.forecast(
+                session, team, period, args.as_of or today, tz=settings.timezone, owner=args.owner
+            )
+    engine.dispose()
+    if args.json:
+        json.dump(result.as_json(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_table(result.as_json())
+    return 0
+
+
+def _print_table(data: dict) -> None:  # type: ignore[type-arg]
+    """A plain-text rendering of a metrics result for people at a terminal."""
+    for key, value in data.items():
+        if key == "stages":
+            for stage in value:
+                print("  " + "  ".join(f"{k}={_fmt(v)}" for k, v in stage.items()))
+        else:
+            print(f"{key}: {_fmt(value)}")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from funnelbot import db, importer
+    from funnelbot.i18n import translator
+
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    team = args.team or _existing_or_slack_team(engine, settings)
+    lookup = _email_lookup(settings) if settings.slack_bot_token else None
+    tr = translator("en", settings.currency)
+    sessions = db.make_session_factory(engine)
+    with (
+        open(args.file, encoding="utf-8-sig", newline="") as source,
+        sessions() as session,
+        session.begin(),
+    ):
+        report = importer.run_import(
+            session,
+            team,
+            source,
+            tz=settings.timezone,
+            lookup_owner=lookup,
+            translate=lambda err: tr(err.code, **err.params),
+        )
+        if report.errors or args.dry_run:
+            session.rollback()
+    engine.dispose()
+    for line in report.errors:
+        print(line, file=sys.stderr)
+    if report.errors:
+        print(
+            f"import failed: {len(report.errors)} bad row(s) of {report.rows}; nothing was imported",
+            file=sys.stderr,
+        )
+        return 1
+    verb = "would import" if args.dry_run else "imported"
+    print(
+        f"{verb} {report.deals} deals with {report.history} history rows into {team}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _existing_or_slack_team(engine: sa.Engine, settings: Settings) -> str:
+    from funnelbot.models import Workspace
+
+    with engine.connect() as conn:
+        teams = [t for (t,) in conn.execute(sa.select(Workspace.team_id))]
+    if len(teams) == 1:
+        return teams[0]
+    if settings.slack_bot_token:
+        from funnelbot.app import make_client
+
+        return str(make_client(settings).auth_test()["team_id"])
+    raise SystemExit("funnelbot: say which workspace to import into with --team T0123")
+
+
+def _email_lookup(settings: Settings):  # type: ignore[no-untyped-def]
+    from slack_sdk.errors import SlackApiError
+
+    from funnelbot.app import make_client
+
+    client = make_client(settings)
+
+    def lookup(email: str) -> str | None:
+        try:
+            return str(client.users_lookupByEmail(email=email)["user"]["id"])
+        except SlackApiError:
+            return None
+
+    return lookup
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from funnelbot import server
 
@@ -91,6 +231,23 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=("csv", "json"), default="csv")
     exp.add_argument("--team", help="Slack team id, when the database holds several workspaces")
     exp.set_defaults(func=cmd_export)
+
+    met = sub.add_parser("metrics", help="funnel metrics (SPEC §5) as a table or JSON")
+    met.add_argument("which", choices=("conversion", "forecast"))
+    met.add_argument("--since", type=_date, help="first day (inclusive)")
+    met.add_argument("--until", type=_date, help="last day (inclusive)")
+    met.add_argument("--as-of", dest="as_of", type=_date, help="forecast as of this day")
+    met.add_argument("--owner", help="Slack user id of a rep")
+    met.add_argument("--source", help="lead source")
+    met.add_argument("--json", action="store_true", help="JSON on stdout")
+    met.add_argument("--team", help="Slack team id, when the database holds several workspaces")
+    met.set_defaults(func=cmd_metrics)
+
+    imp = sub.add_parser("import", help="deals and their history from a CSV file")
+    imp.add_argument("file")
+    imp.add_argument("--dry-run", action="store_true", help="validate and report; write nothing")
+    imp.add_argument("--team", help="Slack team id to import into")
+    imp.set_defaults(func=cmd_import)
     return parser
 
 

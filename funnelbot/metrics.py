@@ -655,7 +655,12 @@ class Velocity:
         """Pipeline velocity: open deals × average won deal × win rate ÷ sales cycle (days)."""
         c = self.conversion
         # A cycle under a day (deals won the day they were logged) says nothing about speed.
-        if not c.win_rate or not c.cycle_days_avg or c.cycle_days_avg < 1 or self.avg_won_amount is None:
+        if (
+            not c.win_rate
+            or not c.cycle_days_avg
+            or c.cycle_days_avg < 1
+            or self.avg_won_amount is None
+        ):
             return None
         value = self.open_deals * float(self.avg_won_amount) * c.win_rate / c.cycle_days_avg
         return Decimal(str(round(value, 2)))

@@ -148,4 +148,11 @@ MESSAGES: dict[str, str] = {
     "metrics.cycle": "*Sales cycle* {cycle} from creation to won",
     "metrics.win_rate": "*Win rate* {rate}",
     "metrics.velocity": "*Pipeline velocity* {value} per day ({open} open deals × average won deal × win rate ÷ cycle)",
+    # funnelbot import
+    "import.owner_required": "the owner is empty (a Slack user id such as U0123 or an email)",
+    "import.owner_unknown": "no Slack user has the email {email} (or no SLACK_BOT_TOKEN is set to look it up)",
+    "import.bad_status": "status “{status}” must be open, won or lost",
+    "import.stage_status": "stage {stage} does not fit status {status} (won/lost deals are in stage won/lost, open deals in an open stage)",
+    "import.created_required": "created_at is required",
+    "import.closed_required": "a won or lost deal needs closed_at",
 }

@@ -141,4 +141,11 @@ MESSAGES: dict[str, str] = {
     "metrics.cycle": "*销售周期* 从创建到成交 {cycle}",
     "metrics.win_rate": "*赢单率* {rate}",
     "metrics.velocity": "*管道速度* 每天 {value}（{open} 个进行中商机 × 平均成交额 × 赢单率 ÷ 周期）",
+    # funnelbot import
+    "import.owner_required": "负责人为空（应为 Slack 用户 ID，如 U0123，或邮箱）",
+    "import.owner_unknown": "没有邮箱为 {email} 的 Slack 用户（或未设置 SLACK_BOT_TOKEN，无法查询）",
+    "import.bad_status": "状态 “{status}” 必须是 open、won 或 lost",
+    "import.stage_status": "阶段 {stage} 与状态 {status} 不符（成交/输单的商机阶段应为 won/lost，进行中的商机应在进行中阶段）",
+    "import.created_required": "created_at 必填",
+    "import.closed_required": "成交或输单的商机需要 closed_at",
 }
