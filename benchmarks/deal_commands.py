@@ -47,7 +47,6 @@ import datetime as dt
 import io
 import json
 import logging
-import os
 import pstats
 import random
 import resource
@@ -74,12 +73,12 @@ for _p in (str(TESTS_DIR), str(REPO_ROOT)):
         sys.path.insert(0, _p)
 
 import sqlalchemy as sa  # noqa: E402
+from fakeslack import TEAM_ID, FakeSlack  # noqa: E402
 from slack_bolt import Ack, App, BoltRequest, Respond  # noqa: E402
 from slack_bolt.adapter.wsgi import SlackRequestHandler  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
-
-from fakeslack import TEAM_ID, FakeSlack  # noqa: E402
 from slackclient import SlackRequests  # noqa: E402
+
 from funnelbot import db  # noqa: E402
 from funnelbot import deals as domain  # noqa: E402
 from funnelbot.config import Settings  # noqa: E402
@@ -104,12 +103,51 @@ STAGE_WEIGHTS = {
     "won": 11,
     "lost": 6,
 }
-COMPANIES = (
-    "Acme Apex Blue Bright Cedar Delta Echo Falcon Globex Harbor Initech Juniper Kite "
-    "Lumen Maple Nimbus Orbit Pioneer Quartz Ridge Summit Tidal Umbra Vertex Willow Zenith "
-    "北辰 华远 星河 天启 长风 云帆"
-).split()
-PRODUCTS = "Renewal Expansion Pilot Rollout Licences Support Migration Platform Training".split()
+COMPANIES = [
+    "Acme",
+    "Apex",
+    "Blue",
+    "Bright",
+    "Cedar",
+    "Delta",
+    "Echo",
+    "Falcon",
+    "Globex",
+    "Harbor",
+    "Initech",
+    "Juniper",
+    "Kite",
+    "Lumen",
+    "Maple",
+    "Nimbus",
+    "Orbit",
+    "Pioneer",
+    "Quartz",
+    "Ridge",
+    "Summit",
+    "Tidal",
+    "Umbra",
+    "Vertex",
+    "Willow",
+    "Zenith",
+    "北辰",
+    "华远",
+    "星河",
+    "天启",
+    "长风",
+    "云帆",
+]
+PRODUCTS = [
+    "Renewal",
+    "Expansion",
+    "Pilot",
+    "Rollout",
+    "Licences",
+    "Support",
+    "Migration",
+    "Platform",
+    "Training",
+]
 SOURCES = (None, "inbound", "referral", "event", "outbound", "partner")
 
 
@@ -138,7 +176,9 @@ def generate(url: str, db_path: Path, n: int, rng: random.Random) -> Dataset:
             stages = {s.key: s for s in domain.funnel_stages(session, TEAM_ID)}
         keys = [k for k in STAGE_WEIGHTS if k in stages]
         weights = [STAGE_WEIGHTS[k] for k in keys]
-        first_key = min((s for s in stages.values() if s.kind == domain.OPEN), key=lambda s: (s.position, s.id)).key
+        first_key = min(
+            (s for s in stages.values() if s.kind == domain.OPEN), key=lambda s: (s.position, s.id)
+        ).key
         owners = [f"U{i:04d}BENCH" for i in range(1, OWNERS + 1)]
         owner_of = [""] * (n + 1)
         first_stage: list[int] = []
@@ -156,7 +196,10 @@ def generate(url: str, db_path: Path, n: int, rng: random.Random) -> Dataset:
                     if key == first_key:
                         first_stage.append(number)
                     created = now - dt.timedelta(seconds=rng.randrange(3600, span))
-                    updated = min(created + dt.timedelta(seconds=rng.randrange(0, 90 * 86400)), now - dt.timedelta(minutes=5))
+                    updated = min(
+                        created + dt.timedelta(seconds=rng.randrange(0, 90 * 86400)),
+                        now - dt.timedelta(minutes=5),
+                    )
                     closed = updated if stage.kind != domain.OPEN else None
                     name = f"{rng.choice(COMPANIES)} {rng.choice(PRODUCTS)} {number}"
                     has_next = stage.kind == domain.OPEN and rng.random() < 0.5
@@ -172,11 +215,15 @@ def generate(url: str, db_path: Path, n: int, rng: random.Random) -> Dataset:
                             "stage_id": stage.id,
                             "status": stage.kind,
                             "source": rng.choice(SOURCES),
-                            "expected_close": (updated + dt.timedelta(days=rng.randrange(1, 120))).date()
+                            "expected_close": (
+                                updated + dt.timedelta(days=rng.randrange(1, 120))
+                            ).date()
                             if stage.kind == domain.OPEN
                             else None,
                             "next_step": "Follow up on pricing" if has_next else None,
-                            "next_step_due": (now + dt.timedelta(days=rng.randrange(-10, 30))).date()
+                            "next_step_due": (
+                                now + dt.timedelta(days=rng.randrange(-10, 30))
+                            ).date()
                             if has_next
                             else None,
                             "lost_reason": "Budget" if stage.kind == domain.LOST else None,
@@ -272,8 +319,12 @@ class _QuietHandler(WSGIRequestHandler):
 @contextmanager
 def serve_wsgi(app: Any) -> Iterator[str]:
     """As tests/conftest.py serve_wsgi: a threaded wsgiref server on 127.0.0.1."""
-    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    server = make_server(
+        "127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         host, port = server.server_address[:2]
@@ -379,7 +430,9 @@ class Bench:
         users_info = len(self.fake.calls_to("users.info"))
         answered = json.dumps(call.params, ensure_ascii=False)
         if status != 200 or not call.ok or not expect(answered):
-            self.failures.append(f"{target.label} {text!r} as {user_id}: HTTP {status}, answer {answered[:300]}")
+            self.failures.append(
+                f"{target.label} {text!r} as {user_id}: HTTP {status}, answer {answered[:300]}"
+            )
         self.fake.reset()
         return Sample(ack_ms, answer_ms, queries, users_info)
 
@@ -415,14 +468,24 @@ def run_phase(
         if kind == "show":
             number = next(work.show_numbers)
             # Warm-up walks through every owner (fills the locale cache); then random users.
-            user = work.owners[round_no % len(work.owners)] if round_no < 0 else work.rng.choice(work.owners)
+            user = (
+                work.owners[round_no % len(work.owners)]
+                if round_no < 0
+                else work.rng.choice(work.owners)
+            )
             return bench.request(
-                ours, f"show #{number}", user, mode,
+                ours,
+                f"show #{number}",
+                user,
+                mode,
                 lambda a: f"#{number} " in a and ":warning:" not in a,
             )
         number = next(work.advance_numbers)
         return bench.request(
-            ours, f"advance #{number}", work.owner_of[number], mode,
+            ours,
+            f"advance #{number}",
+            work.owner_of[number],
+            mode,
             lambda a: f"#{number} " in a and ":warning:" not in a and "moved to" in a,
         )
 
@@ -485,7 +548,8 @@ def report(results: dict[str, Series], title: str) -> list[str]:
     q = {k: sum(results[k].values("queries")) / max(1, len(results[k].samples)) for k in results}
     ui = {k: sum(results[k].values("users_info")) for k in results}
     print(
-        f"SQL statements per request (incl. BEGIN IMMEDIATE): show {q['show']:.1f}, "
+        f"SQL statements per request (cursor executes incl. BEGIN IMMEDIATE, COMMIT "
+        f"not counted): show {q['show']:.1f}, "
         f"advance {q['advance']:.1f}; users.info calls while measuring: "
         f"show {ui['show']}, advance {ui['advance']}, bare {ui['bare']}"
     )
@@ -507,6 +571,27 @@ def report(results: dict[str, Series], title: str) -> list[str]:
     if not ack_ok:
         verdicts.append(f"worst ack {worst_ack:.1f} ms")
     return verdicts
+
+
+def cold_users(bench: Bench, ours: Target, work: Workload, n: int) -> None:
+    """A user's first command: the locale cache is cold, so the product calls users.info."""
+    samples = [
+        bench.request(
+            ours,
+            f"show #{next(work.show_numbers)}",
+            f"U9{i:03d}COLD{uuid.uuid4().hex[:4].upper()}",
+            "dispatch",
+            lambda a: ":warning:" not in a,
+        )
+        for i in range(n)
+    ]
+    answers = [s.answer_ms for s in samples]
+    print(
+        f"\ncold locale cache (a user's first /deal show, {n} requests, dispatch): answered p50 "
+        f"{percentile(answers, 50):.2f} ms, max {max(answers):.2f} ms; users.info calls "
+        f"{sum(s.users_info for s in samples)} (the fake answers on loopback; real Slack "
+        "adds its own round trip to this answer, not to the ack)"
+    )
 
 
 def profile(bench: Bench, ours: Target, work: Workload, n: int) -> None:
@@ -557,12 +642,28 @@ def rss_mb() -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deals", type=int, default=100_000)
-    parser.add_argument("--requests", type=int, default=500, help="measured requests per command and phase")
-    parser.add_argument("--warmup", type=int, default=OWNERS, help="unmeasured rounds first (default: one per owner)")
-    parser.add_argument("--quick", action="store_true", help="5,000 deals, 100 requests (smoke test)")
+    parser.add_argument(
+        "--requests", type=int, default=500, help="measured requests per command and phase"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=OWNERS,
+        help="unmeasured rounds first (default: one per owner)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="5,000 deals, 100 requests (smoke test)"
+    )
     parser.add_argument("--no-http", action="store_true", help="skip the phase through real HTTP")
-    parser.add_argument("--profile", type=int, nargs="?", const=100, default=0, metavar="N",
-                        help="afterwards, cProfile N show + N advance requests (default 100)")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        nargs="?",
+        const=100,
+        default=0,
+        metavar="N",
+        help="afterwards, cProfile N show + N advance requests (default 100)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
@@ -587,7 +688,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         need = per_phase * len(phases) + args.profile
         if len(data.first_stage_numbers) < need:
-            print(f"error: {need} first-stage deals needed for advance, only {len(data.first_stage_numbers)}")
+            print(
+                f"error: {need} first-stage deals needed for advance, only {len(data.first_stage_numbers)}"
+            )
             return 2
 
         fake = FakeSlack().start()
@@ -615,8 +718,12 @@ def main(argv: list[str] | None = None) -> int:
                 ack()
                 respond("ok")
 
-            ours = Target("funnelbot", runtime.bolt, wrap_listener_executor(runtime.bolt), runtime.wsgi)
-            bare = Target("bare", bare_app, wrap_listener_executor(bare_app), SlackRequestHandler(bare_app))
+            ours = Target(
+                "funnelbot", runtime.bolt, wrap_listener_executor(runtime.bolt), runtime.wsgi
+            )
+            bare = Target(
+                "bare", bare_app, wrap_listener_executor(bare_app), SlackRequestHandler(bare_app)
+            )
             bench = Bench(fake, QueryCounter(runtime.engine))
             owners = sorted({o for o in data.owner_of if o})
             work = Workload(
@@ -639,21 +746,30 @@ def main(argv: list[str] | None = None) -> int:
                     with serve_wsgi(ours.wsgi) as ours_url, serve_wsgi(bare.wsgi) as bare_url:
                         ours.http = SlackRequests(ours_url, SIGNING_SECRET)
                         bare.http = SlackRequests(bare_url, SIGNING_SECRET)
-                        results = run_phase(bench, bare, ours, work, mode, args.requests, args.warmup)
+                        results = run_phase(
+                            bench, bare, ours, work, mode, args.requests, args.warmup
+                        )
                 else:
                     results = run_phase(bench, bare, ours, work, mode, args.requests, args.warmup)
                 took = time.perf_counter() - started
                 title = (
                     f"== phase {mode}: "
-                    + ("in-process app.dispatch(BoltRequest)" if mode == "dispatch" else "HTTP POST to a threaded wsgiref server on 127.0.0.1")
+                    + (
+                        "in-process app.dispatch(BoltRequest)"
+                        if mode == "dispatch"
+                        else "HTTP POST to a threaded wsgiref server on 127.0.0.1"
+                    )
                     + f"; SQLite, {args.deals:,} deals, {args.requests} requests each ({took:.1f} s) =="
                 )
                 all_verdicts += [f"[{mode}] {v}" for v in report(results, title)]
 
+            cold_users(bench, ours, work, min(20, args.requests))
+
             # Sanity: every advanced deal moved exactly one stage.
             with runtime.engine.connect() as conn:
                 moved = conn.execute(
-                    sa.text("SELECT count(*) FROM deals WHERE version = 2 AND team_id = :t"), {"t": TEAM_ID}
+                    sa.text("SELECT count(*) FROM deals WHERE version = 2 AND team_id = :t"),
+                    {"t": TEAM_ID},
                 ).scalar_one()
             expected = per_phase * len(phases)
             if moved != expected:

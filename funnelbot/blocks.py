@@ -721,3 +721,199 @@ def velocity_message(tr: Translator, vel: Any, title: str) -> Message:
 
 def period_help(tr: Translator, value: str) -> Message:
     return error(tr("error.bad_period", value=value))
+
+
+# --- scheduled messages ---------------------------------------------------------------
+
+
+def nudge_buttons(deal: DealInfo, tr: Translator) -> Block:
+    value = deal_value(deal.number, deal.version)
+    elements = []
+    if deal.has_next_stage:
+        elements.append(button(tr("button.advance"), Action.ADVANCE, value, "primary"))
+    elements += [
+        button(tr("button.note"), Action.NOTE, value),
+        button(tr("button.snooze"), Action.SNOOZE, value),
+        button(tr("button.lost"), Action.LOST, value, "danger"),
+    ]
+    return {"type": "actions", "block_id": f"nudge-{deal.number}", "elements": elements}
+
+
+def nudge_dm(tr: Translator, items: Sequence[tuple[DealInfo, str]], total: int) -> Message:
+    """The daily DM: a rep's neglected deals, each with Advance / Note / Snooze / Lost."""
+    title = tr("nudge.title", count=total)
+    blocks: list[Block] = [{"type": "header", "text": plain(title, HEADER_LIMIT)}]
+    for deal, why in items[:15]:
+        summary = f"{_title(deal)}\n{deal.stage.name(tr.lang)} · {tr.money(deal.amount)} · {why}"
+        blocks.append({"type": "section", "text": plain(summary)})
+        blocks.append(nudge_buttons(deal, tr))
+    if total > len(items[:15]):
+        blocks.append({"type": "context", "elements": [plain(tr("nudge.more", count=total - 15))]})
+    return _message(title, blocks)
+
+
+def escalation_dm(tr: Translator, items: Sequence[tuple[DealInfo, str]]) -> Message:
+    title = tr("nudge.escalation_title", count=len(items))
+    lines = [
+        f"• #{d.number} · {mention(d.owner_id)} · {escape(d.stage.name(tr.lang))} · {escape(why)}"
+        for d, why in items[:30]
+    ]
+    names = "\n".join(f"#{d.number} {d.name}" for d, _ in items[:30])
+    return _message(
+        title,
+        [
+            {"type": "header", "text": plain(title, HEADER_LIMIT)},
+            {"type": "section", "text": mrkdwn("\n".join(lines))},
+            {"type": "section", "text": plain(names)},
+            {"type": "context", "elements": [plain(tr("nudge.escalation_footer"))]},
+        ],
+    )
+
+
+def reminder_dm(tr: Translator, deal: DealInfo, text: str) -> Message:
+    title = tr("reminder.title", number=deal.number)
+    return _message(
+        f"{title} {text}",
+        [
+            {"type": "section", "text": plain(f"⏰ {title}\n{text}")},
+            {
+                "type": "context",
+                "elements": [plain(f"{_title(deal)} · {deal.stage.name(tr.lang)}")],
+            },
+            deal_buttons(deal, tr),
+        ],
+    )
+
+
+def snooze_modal(
+    tr: Translator, deal: DealInfo, default_until: dt.date, *, meta: dict[str, Any]
+) -> dict[str, Any]:
+    blocks = [
+        {"type": "section", "text": plain(_title(deal))},
+        _input(Field.UNTIL, tr("field.until"), _date_input(default_until)),
+        _input(
+            Field.REASON,
+            tr("field.snooze_reason"),
+            _text_input(max_length=2000, multiline=True),
+            optional=True,
+        ),
+    ]
+    return _modal(
+        View.SNOOZE, tr("modal.snooze", number=deal.number), tr("modal.save"), tr, blocks, meta
+    )
+
+
+def _delta(tr: Translator, now: float | None, before: float | None) -> str:
+    if now is None or before is None:
+        return ""
+    points = (now - before) * 100
+    return " " + tr("report.delta", delta=f"{points:+.0f}")
+
+
+def weekly_report_message(tr: Translator, report: Any) -> Message:
+    """The weekly post: the numbers that matter, in one glance."""
+    title = tr("report.title", week=report.iso_week)
+    money = tr.money
+    numbers = [
+        _field(tr("report.new"), f"{report.new_count} · {escape(money(report.new_amount))}"),
+        _field(tr("report.won"), f"{report.won_count} · {escape(money(report.won_amount))}"),
+        _field(tr("report.lost"), f"{report.lost_count} · {escape(money(report.lost_amount))}"),
+        _field(tr("report.stalled"), str(report.stalled)),
+    ]
+    before = {s.key: s for s in report.previous_conversion.stages}
+    lines = []
+    for s in report.conversion.stages:
+        prev = before.get(s.key)
+        lines.append(
+            f"*{escape(_stage_name(tr, s.name, s.name_zh))}*  "
+            + share(tr, s.advanced, s.reached, s.conversion_low, s.conversion_high)
+            + escape(_delta(tr, s.conversion, prev.conversion if prev else None))
+        )
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(title, HEADER_LIMIT)},
+        {"type": "section", "fields": numbers},
+        {
+            "type": "section",
+            "text": mrkdwn(f"*{escape(tr('report.conversion'))}*\n" + "\n".join(lines)),
+        },
+    ]
+    if report.bottleneck is not None:
+        b = report.bottleneck
+        blocks.append(
+            {
+                "type": "section",
+                "text": mrkdwn(
+                    escape(
+                        tr(
+                            "report.bottleneck",
+                            stage=_stage_name(tr, b.name, b.name_zh),
+                            rate=share(
+                                tr, b.advanced, b.reached, b.conversion_low, b.conversion_high
+                            ),
+                        )
+                    )
+                ),
+            }
+        )
+    if report.top_of_funnel_warning:
+        blocks.append(
+            {
+                "type": "section",
+                "text": mrkdwn(
+                    ":warning: "
+                    + escape(
+                        tr(
+                            "report.top_warning",
+                            new=report.new_count,
+                            avg=f"{report.prior_weeks_avg_new:.1f}",
+                        )
+                    )
+                ),
+            }
+        )
+    fc = report.forecast
+    blocks.append(
+        {
+            "type": "section",
+            "text": mrkdwn(
+                escape(
+                    tr(
+                        "report.forecast",
+                        weighted=money(fc.weighted),
+                        p10=money(fc.p10),
+                        p50=money(fc.p50),
+                        p90=money(fc.p90),
+                        period=fc.period.label(),
+                    )
+                )
+            ),
+        }
+    )
+    blocks.append({"type": "context", "elements": [mrkdwn(escape(report.week.label()))]})
+    text = f"{title}: {report.new_count} / {report.won_count} / {report.lost_count}"
+    return _message(text, blocks)
+
+
+def weekly_thread(tr: Translator, report: Any) -> Message:
+    """Thread reply: who moved (won, lost, big advances) and whose close date slipped."""
+
+    def section(key: str, movers: Sequence[Any]) -> list[Block]:
+        if not movers:
+            return []
+        body = "\n".join(
+            f"#{m.number} {m.name} · {tr.money(m.amount)} · {m.detail}" for m in movers
+        )
+        return [
+            {"type": "section", "text": mrkdwn(f"*{escape(tr(key))}*")},
+            {"type": "section", "text": plain(body)},
+        ]
+
+    blocks = (
+        section("report.movers_won", report.won)
+        + section("report.movers_lost", report.lost)
+        + section("report.movers_advanced", report.advances)
+        + section("report.movers_slipped", report.slipped)
+    )
+    if not blocks:
+        blocks = [{"type": "section", "text": plain(tr("report.no_movers"))}]
+    return _message(tr("report.movers_title"), blocks)

@@ -34,6 +34,7 @@ from funnelbot.models import (
     ExitConfirmation,
     ExitCriterion,
     Note,
+    Reminder,
     Stage,
     StageChange,
     Workspace,
@@ -614,3 +615,55 @@ def edit(
     _touch(deal, _tick(deal, now))
     session.flush()
     return deal
+
+
+def snooze(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    until: dt.date,
+    reason: str | None,
+    *,
+    now: dt.datetime,
+    today: dt.date,
+    expected_version: int | None = None,
+) -> Deal:
+    """Quiet the stalled-deal nudges for this deal until `until`; the reason becomes a note."""
+    _check(deal, actor, expected_version)
+    _require_open(deal)
+    if until <= today:
+        raise UserError("error.snooze_past", date=until.isoformat())
+    reason = clean_optional(reason, field="reason", limit=MAX_TEXT)
+    deal.snoozed_until = until
+    at = _tick(deal, now)
+    deal.updated_at = at
+    if reason:
+        session.add(
+            Note(team_id=deal.team_id, deal_id=deal.id, author=actor.user_id, text=reason, at=at)
+        )
+    session.flush()
+    return deal
+
+
+def add_reminder(
+    session: so.Session,
+    deal: Deal,
+    actor: Actor,
+    due_at: dt.datetime,
+    text: str,
+    *,
+    now: dt.datetime,
+) -> Reminder:
+    """A reminder to the acting user about a deal; the `reminders` job sends it when due."""
+    if due_at <= now:
+        raise UserError("error.remind_past")
+    reminder = Reminder(
+        team_id=deal.team_id,
+        deal_id=deal.id,
+        user_id=actor.user_id,
+        due_at=due_at,
+        text=clean_text(text, field="reminder"),
+    )
+    session.add(reminder)
+    session.flush()
+    return reminder

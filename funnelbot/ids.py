@@ -13,6 +13,7 @@ class Action(StrEnum):
     EDIT = "deal_edit"
     SHOW = "deal_show"
     REOPEN = "deal_reopen"
+    SNOOZE = "deal_snooze"
 
 
 class View(StrEnum):
@@ -21,6 +22,7 @@ class View(StrEnum):
     NOTE = "deal_note"
     LOST = "deal_lost"
     CRITERIA = "deal_criteria"
+    SNOOZE = "deal_snooze"
 
 
 class Field(StrEnum):
@@ -37,3 +39,4 @@ class Field(StrEnum):
     NOTE = "note"
     REASON = "reason"
     CRITERIA = "criteria"
+    UNTIL = "until"

@@ -678,3 +678,51 @@ def velocity(session: so.Session, team_id: str, period: Period, *, tz: str = "UT
     )
     avg_won = conv.won_amount / conv.won if conv.won else None
     return Velocity(conv, int(open_deals), avg_won)
+
+
+def pipeline_as_of(session: so.Session, team_id: str, at: dt.datetime) -> dict[int, int]:
+    """Deals per stage as they stood at instant `at`, from the history (not today's state)."""
+    latest = (
+        sa.select(
+            StageChange.to_stage_id.label("stage_id"),
+            sa.func.row_number()
+            .over(partition_by=StageChange.deal_id, order_by=StageChange.id.desc())
+            .label("rn"),
+        )
+        .where(StageChange.team_id == team_id, StageChange.at < at)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(latest.c.stage_id, sa.func.count())
+        .where(latest.c.rn == 1)
+        .group_by(latest.c.stage_id)
+    ).all()
+    return {stage_id: int(n) for stage_id, n in rows}
+
+
+def created_between(
+    session: so.Session, team_id: str, start: dt.datetime, end: dt.datetime
+) -> tuple[int, Decimal]:
+    count, amount = session.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(Deal.amount), 0)).where(
+            Deal.team_id == team_id, Deal.created_at >= start, Deal.created_at < end
+        )
+    ).one()
+    return int(count), Decimal(amount)
+
+
+def closed_between(
+    session: so.Session, team_id: str, status: str, start: dt.datetime, end: dt.datetime
+) -> list[Deal]:
+    return list(
+        session.scalars(
+            sa.select(Deal)
+            .where(
+                Deal.team_id == team_id,
+                Deal.status == status,
+                Deal.closed_at >= start,
+                Deal.closed_at < end,
+            )
+            .order_by(Deal.amount.desc())
+        )
+    )

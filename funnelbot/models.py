@@ -224,3 +224,19 @@ class JobRun(Base):
     started_at: so.Mapped[dt.datetime] = so.mapped_column(UTCDateTime)
     finished_at: so.Mapped[dt.datetime | None] = so.mapped_column(UTCDateTime)
     outcome: so.Mapped[str | None] = so.mapped_column(sa.Text)
+
+
+class Nudge(Base):
+    """One stalled-deal nudge: who was nudged about which deal version, and whether the
+    managers were told too. The 72-hour quiet period and escalation are read from here."""
+
+    __tablename__ = "nudges"
+    __table_args__ = (sa.Index("ix_nudges_deal", "deal_id", "at"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    team_id: so.Mapped[str] = so.mapped_column(sa.String(32))
+    deal_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("deals.id"))
+    user_id: so.Mapped[str] = so.mapped_column(sa.String(32))
+    at: so.Mapped[dt.datetime] = so.mapped_column(UTCDateTime)
+    deal_version: so.Mapped[int] = so.mapped_column(sa.Integer)
+    escalated: so.Mapped[bool] = so.mapped_column(sa.Boolean, default=False)

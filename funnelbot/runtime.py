@@ -11,7 +11,9 @@ from sqlalchemy import orm as so
 from funnelbot import db
 from funnelbot.app import build_bolt_app
 from funnelbot.config import Settings
+from funnelbot.jobs import JobContext
 from funnelbot.listeners.context import Clock, Services
+from funnelbot.scheduler import Scheduler
 from funnelbot.web import WSGIApp, create_wsgi_app
 
 
@@ -23,6 +25,14 @@ class Runtime:
     services: Services
     bolt: App
     wsgi: WSGIApp
+    jobs: JobContext
+    scheduler: Scheduler | None = None
+
+    def start_scheduler(self) -> None:
+        """Start the in-process scheduler unless FUNNELBOT_SCHEDULER=off."""
+        if self.settings.scheduler_enabled and self.scheduler is None:
+            self.scheduler = Scheduler(self.jobs, self.engine, clock=self.services.clock)
+            self.scheduler.start()
 
     def ready(self) -> bool:
         """Readiness: the database answers."""
@@ -34,6 +44,9 @@ class Runtime:
             return False
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         self.engine.dispose()
 
 
@@ -48,6 +61,9 @@ def build_runtime(
     if clock is not None:
         services.clock = clock
     bolt = build_bolt_app(services)
-    runtime = Runtime(settings, engine, sessions, services, bolt, wsgi=lambda e, s: [])
+    job_context = JobContext(settings, sessions, bolt.client, locales=services.locales)
+    runtime = Runtime(
+        settings, engine, sessions, services, bolt, wsgi=lambda e, s: [], jobs=job_context
+    )
     runtime.wsgi = create_wsgi_app(bolt, runtime.ready)
     return runtime

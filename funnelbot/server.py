@@ -38,6 +38,7 @@ def _serve_socket(settings: Settings) -> int:
     from funnelbot.runtime import build_runtime
 
     runtime = build_runtime(settings, migrate=False)
+    runtime.start_scheduler()
     SocketModeHandler(runtime.bolt, settings.slack_app_token).start()
     return 0
 
@@ -64,7 +65,9 @@ def serve_http(settings: Settings, *, workers: int = 1, threads: int = 8) -> int
         def load(self) -> Any:
             from funnelbot.runtime import build_runtime
 
-            return build_runtime(settings, migrate=False).wsgi
+            runtime = build_runtime(settings, migrate=False)
+            runtime.start_scheduler()
+            return runtime.wsgi
 
     FunnelbotServer().run()
     return 0

@@ -1,0 +1,344 @@
+"""Scheduled jobs (SPEC §4): stalled-deal nudges, reminders, the weekly report.
+
+Each job runs "as of" an instant handed in (the scheduler passes the clock; `funnelbot
+jobs run --now` any time). Every send is first claimed in the job-run ledger — a unique
+(team, job, period) row committed before Slack is called — so two schedulers racing, a
+re-run or a restart never post twice. A claim whose runner died (no finish after
+CLAIM_LEASE) may be taken over, so nothing is lost either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import orm as so
+
+from funnelbot import blocks, charts, metrics, presenters, reports
+from funnelbot import deals as domain
+from funnelbot.config import Settings
+from funnelbot.i18n import Translator, language_of, translator
+from funnelbot.listeners.context import LocaleCache
+from funnelbot.models import Deal, JobRun, Nudge, Reminder, Workspace
+
+logger = logging.getLogger(__name__)
+
+JOB_NAMES = ("stalled-nudges", "weekly-report", "reminders")
+CLAIM_LEASE = dt.timedelta(minutes=15)
+QUIET_PERIOD = dt.timedelta(hours=72)
+ESCALATE_AT = 3
+NUDGE_HOUR = 9
+TZ_TTL = 3600.0
+
+
+def claimer_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:100]
+
+
+@dataclass
+class JobContext:
+    """What a job needs: settings, sessions, a Slack client and per-user caches."""
+
+    settings: Settings
+    sessions: so.sessionmaker[so.Session]
+    client: WebClient
+    locales: LocaleCache = field(default_factory=LocaleCache)
+    _zones: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+
+    def workspace_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.settings.timezone)
+
+    def user_zone(self, team_id: str, user_id: str) -> ZoneInfo:
+        """The rep's own time zone from users.info (cached), else the workspace's."""
+        hit = self._zones.get((team_id, user_id))
+        if hit and time.monotonic() - hit[0] < TZ_TTL:
+            return ZoneInfo(hit[1])
+        zone = self.settings.timezone
+        try:
+            user = self.client.users_info(user=user_id, include_locale=True)["user"]
+            zone = user.get("tz") or zone
+            ZoneInfo(zone)
+        except (SlackApiError, KeyError, OSError, ValueError) as exc:
+            logger.info("no time zone for %s (%s); using the workspace's", user_id, exc)
+            zone = self.settings.timezone
+        self._zones[(team_id, user_id)] = (time.monotonic(), zone)
+        return ZoneInfo(zone)
+
+    def translator_for(self, team_id: str, user_id: str) -> Translator:
+        locale = self.locales.locale(self.client, team_id, user_id)
+        return translator(language_of(locale, self.settings.language), self.settings.currency)
+
+    def workspace_translator(self) -> Translator:
+        return translator(self.settings.language, self.settings.currency)
+
+    def dm(self, user_id: str, message: blocks.Message) -> str:
+        channel = self.client.conversations_open(users=user_id)["channel"]["id"]
+        self.client.chat_postMessage(
+            channel=channel, **message, unfurl_links=False, unfurl_media=False
+        )
+        return channel
+
+
+# --- the ledger -----------------------------------------------------------------------
+
+
+def claim(ctx: JobContext, team_id: str, job: str, period_key: str, now: dt.datetime) -> int | None:
+    """Claim (team, job, period) for this runner; None when someone else has it or had it."""
+    me = claimer_id()
+    try:
+        with ctx.sessions.begin() as session:
+            run = JobRun(
+                team_id=team_id, job=job, period_key=period_key, claimed_by=me, started_at=now
+            )
+            session.add(run)
+            session.flush()
+            return run.id
+    except sa_exc.IntegrityError:
+        pass
+    with ctx.sessions.begin() as session:
+        # Take over a claim whose runner died before finishing.
+        taken = session.execute(
+            sa.update(JobRun)
+            .where(
+                JobRun.team_id == team_id,
+                JobRun.job == job,
+                JobRun.period_key == period_key,
+                JobRun.finished_at.is_(None),
+                JobRun.started_at < now - CLAIM_LEASE,
+            )
+            .values(claimed_by=me, started_at=now)
+            .returning(JobRun.id)
+        ).scalar_one_or_none()
+    return taken
+
+
+def finish(ctx: JobContext, run_id: int, outcome: str, now: dt.datetime) -> None:
+    with ctx.sessions.begin() as session:
+        session.execute(
+            sa.update(JobRun)
+            .where(JobRun.id == run_id)
+            .values(finished_at=now, outcome=outcome[:1000])
+        )
+
+
+def teams(ctx: JobContext) -> list[str]:
+    with ctx.sessions() as session:
+        return [
+            t
+            for (t,) in session.execute(
+                sa.select(Workspace.team_id)
+                .where(Workspace.team_id != domain.TEMPLATE_TEAM)
+                .order_by(Workspace.team_id)
+            )
+        ]
+
+
+# --- stalled-deal nudges ----------------------------------------------------------------
+
+
+def _why(tr: Translator, deal: Deal, now: dt.datetime, today: dt.date) -> str:
+    if deal.next_step_due is not None and deal.next_step_due < today:
+        return tr("nudge.overdue", date=tr.date(deal.next_step_due))
+    return tr("nudge.idle", days=(now - deal.last_activity_at).days)
+
+
+def nudge_candidates(
+    session: so.Session, team_id: str, now: dt.datetime, today: dt.date
+) -> dict[str, list[Deal]]:
+    """Stalled open deals per owner, minus snoozed ones and those nudged in the last 72 h."""
+    recently = (
+        sa.select(Nudge.id).where(Nudge.deal_id == Deal.id, Nudge.at > now - QUIET_PERIOD).exists()
+    )
+    query = (
+        sa.select(Deal)
+        .where(metrics.stalled_condition(session, team_id, now, today))
+        .where(sa.or_(Deal.snoozed_until.is_(None), Deal.snoozed_until <= today))
+        .where(~recently)
+        .order_by(Deal.owner_id, Deal.last_activity_at)
+    )
+    by_owner: dict[str, list[Deal]] = defaultdict(list)
+    for deal in session.scalars(query):
+        by_owner[deal.owner_id].append(deal)
+    return by_owner
+
+
+def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
+    """One DM per rep, once per rep-local day, from NUDGE_HOUR on in the rep's time zone."""
+    done: list[str] = []
+    for team_id in teams(ctx):
+        today = now.astimezone(ctx.workspace_zone()).date()
+        with ctx.sessions() as session:
+            owners = sorted(nudge_candidates(session, team_id, now, today))
+        escalations: list[tuple[presenters.DealInfo, str]] = []
+        for owner in owners:
+            local = now.astimezone(ctx.user_zone(team_id, owner))
+            if local.hour < NUDGE_HOUR:
+                continue
+            run_id = claim(
+                ctx, team_id, "stalled-nudges", f"{local.date().isoformat()}:{owner}", now
+            )
+            if run_id is None:
+                continue
+            tr = ctx.translator_for(team_id, owner)
+            with ctx.sessions.begin() as session:
+                deals = nudge_candidates(session, team_id, now, local.date()).get(owner, [])
+                infos = presenters.deal_infos(session, team_id, deals)
+                items = [
+                    (info, _why(tr, deal, now, local.date()))
+                    for info, deal in zip(infos, deals, strict=True)
+                ]
+                for deal, info in zip(deals, infos, strict=True):
+                    earlier = (
+                        session.scalar(
+                            sa.select(sa.func.count())
+                            .select_from(Nudge)
+                            .where(Nudge.deal_id == deal.id, Nudge.deal_version == deal.version)
+                        )
+                        or 0
+                    )
+                    escalate = earlier + 1 == ESCALATE_AT
+                    session.add(
+                        Nudge(
+                            team_id=team_id,
+                            deal_id=deal.id,
+                            user_id=owner,
+                            at=now,
+                            deal_version=deal.version,
+                            escalated=escalate,
+                        )
+                    )
+                    if escalate:
+                        escalations.append(
+                            (info, _why(ctx.workspace_translator(), deal, now, local.date()))
+                        )
+            if items:
+                ctx.dm(owner, blocks.nudge_dm(tr, items, len(items)))
+            finish(ctx, run_id, f"nudged {len(items)} deals", now)
+            done.append(f"{team_id}: nudged {owner} about {len(items)} deals")
+        if escalations:
+            for manager in sorted(ctx.settings.managers):
+                ctx.dm(
+                    manager, blocks.escalation_dm(ctx.translator_for(team_id, manager), escalations)
+                )
+            done.append(
+                f"{team_id}: escalated {len(escalations)} deals to {len(ctx.settings.managers)} managers"
+            )
+    return done
+
+
+# --- reminders ------------------------------------------------------------------------
+
+
+def reminders(ctx: JobContext, now: dt.datetime) -> list[str]:
+    """Send every due reminder once: it is marked sent (claimed) before the DM goes out."""
+    done: list[str] = []
+    with ctx.sessions() as session:
+        due = (
+            session.execute(
+                sa.select(Reminder.id)
+                .where(Reminder.sent_at.is_(None), Reminder.due_at <= now)
+                .order_by(Reminder.due_at)
+            )
+            .scalars()
+            .all()
+        )
+    for reminder_id in due:
+        with ctx.sessions.begin() as session:
+            claimed = session.execute(
+                sa.update(Reminder)
+                .where(Reminder.id == reminder_id, Reminder.sent_at.is_(None))
+                .values(sent_at=now)
+            ).rowcount
+            if not claimed:
+                continue
+            reminder = session.get(Reminder, reminder_id)
+            assert reminder is not None
+            deal = session.get(Deal, reminder.deal_id)
+            assert deal is not None
+            tr = ctx.translator_for(reminder.team_id, reminder.user_id)
+            message = blocks.reminder_dm(
+                tr, presenters.deal_infos(session, deal.team_id, [deal])[0], reminder.text
+            )
+            user_id = reminder.user_id
+        try:
+            ctx.dm(user_id, message)
+        except SlackApiError:
+            # Put it back so the next run tries again rather than losing it.
+            with ctx.sessions.begin() as session:
+                session.execute(
+                    sa.update(Reminder).where(Reminder.id == reminder_id).values(sent_at=None)
+                )
+            raise
+        done.append(f"reminded {user_id} (reminder {reminder_id})")
+    return done
+
+
+# --- weekly report --------------------------------------------------------------------
+
+
+def report_channel(ctx: JobContext, session: so.Session, team_id: str) -> str | None:
+    workspace = session.get(Workspace, team_id)
+    stored = (workspace.settings or {}).get("report_channel") if workspace else None
+    return stored or ctx.settings.report_channel
+
+
+def weekly_report(ctx: JobContext, now: dt.datetime) -> list[str]:
+    done: list[str] = []
+    tz = ctx.settings.timezone
+    today = now.astimezone(ctx.workspace_zone()).date()
+    for team_id in teams(ctx):
+        tr = ctx.workspace_translator()
+        with ctx.sessions() as session:
+            channel = report_channel(ctx, session, team_id)
+            if not channel:
+                logger.warning("%s: %s", team_id, tr("report.no_channel"))
+                done.append(f"{team_id}: no report channel set, nothing posted")
+                continue
+            report = reports.weekly_report(session, team_id, today, now, tr, tz=tz)
+            png = charts.render_funnel(reports.chart_data(session, team_id, report.week, tr, tz=tz))
+        run_id = claim(ctx, team_id, "weekly-report", report.iso_week, now)
+        if run_id is None:
+            done.append(f"{team_id}: weekly report {report.iso_week} was already posted")
+            continue
+        ctx.client.files_upload_v2(
+            channel=channel,
+            content=png,
+            filename=f"funnel-{report.iso_week}.png",
+            title=tr("report.title", week=report.iso_week),
+        )
+        posted = ctx.client.chat_postMessage(
+            channel=channel, **blocks.weekly_report_message(tr, report), unfurl_links=False
+        )
+        ctx.client.chat_postMessage(
+            channel=channel,
+            thread_ts=posted["ts"],
+            **blocks.weekly_thread(tr, report),
+            unfurl_links=False,
+        )
+        finish(ctx, run_id, f"posted to {channel}", now)
+        done.append(f"{team_id}: weekly report {report.iso_week} posted to {channel}")
+    return done
+
+
+JOBS: dict[str, Callable[[JobContext, dt.datetime], list[str]]] = {
+    "stalled-nudges": stalled_nudges,
+    "weekly-report": weekly_report,
+    "reminders": reminders,
+}
+
+
+def run_job(ctx: JobContext, name: str, now: dt.datetime) -> list[str]:
+    logger.info("running %s as of %s", name, now.isoformat())
+    return JOBS[name](ctx, now)
