@@ -205,6 +205,60 @@ def _email_lookup(settings: Settings):  # type: ignore[no-untyped-def]
     return lookup
 
 
+def _instant(text: str, zone: ZoneInfo) -> dt.datetime:
+    """An ISO 8601 instant; without an offset it is read in the workspace time zone."""
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SystemExit(f"funnelbot: --now is not an ISO 8601 instant: {text!r}") from exc
+    return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(dt.UTC)
+
+
+def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one job once, as if it were --now, through the same ledger as the scheduler."""
+    from funnelbot import db, jobs
+    from funnelbot.app import make_client
+
+    if not settings.slack_bot_token:
+        raise SystemExit(
+            "funnelbot: jobs send Slack messages; set SLACK_BOT_TOKEN (see .env.example)"
+        )
+    now = _instant(args.now, ZoneInfo(settings.timezone)) if args.now else dt.datetime.now(dt.UTC)
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    context = jobs.JobContext(settings, db.make_session_factory(engine), make_client(settings))
+    try:
+        lines = jobs.run_job(context, args.job, now)
+    finally:
+        engine.dispose()
+    for line in lines or ["nothing to do"]:
+        print(line)
+    return 0
+
+
+def cmd_chart(settings: Settings, args: argparse.Namespace) -> int:
+    from funnelbot import charts, db, reports
+    from funnelbot.i18n import translator
+    from funnelbot.periods import Period, unit_period
+
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    team = _pick_team(engine, args.team)
+    today = _today(settings)
+    week = unit_period("week", today, 0)
+    period = Period(args.since or week.since, args.until or today)
+    tr = translator(args.lang or settings.language, settings.currency)
+    with db.make_session_factory(engine)() as session:
+        png = charts.render_funnel(
+            reports.chart_data(session, team, period, tr, tz=settings.timezone)
+        )
+    engine.dispose()
+    with open(args.out, "wb") as out:
+        out.write(png)
+    print(f"wrote {args.out} ({len(png):,} bytes, {period.label()})", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from funnelbot import server
 
@@ -248,6 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dry-run", action="store_true", help="validate and report; write nothing")
     imp.add_argument("--team", help="Slack team id to import into")
     imp.set_defaults(func=cmd_import)
+
+    job = sub.add_parser("jobs", help="run a scheduled job once")
+    job_sub = job.add_subparsers(dest="jobs_command", required=True)
+    run = job_sub.add_parser("run", help="run one job as of --now (default: now)")
+    run.add_argument("job", choices=("stalled-nudges", "weekly-report", "reminders"))
+    run.add_argument(
+        "--now", type=str, help="ISO 8601 instant; without an offset it is workspace time"
+    )
+    run.set_defaults(func=cmd_jobs)
+
+    chart = sub.add_parser("chart", help="render the funnel image to a PNG file")
+    chart.add_argument("--out", required=True)
+    chart.add_argument("--since", type=_date)
+    chart.add_argument("--until", type=_date)
+    chart.add_argument("--lang", choices=("en", "zh"))
+    chart.add_argument("--team")
+    chart.set_defaults(func=cmd_chart)
     return parser
 
 
@@ -258,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings)
     if args.command is None:
         args = parser.parse_args(["serve"])
+
     return int(args.func(settings, args) or 0)
 
 

@@ -3,6 +3,7 @@ click changes nothing and says so, with the card as it is now."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from funnelbot.listeners.context import Services, Turn, failure_message
 from funnelbot.models import Deal
 
 logger = logging.getLogger(__name__)
+SNOOZE_DAYS = 7
 
 
 class ButtonTurn(Turn):
@@ -142,6 +144,15 @@ def register(app: App, services: Services) -> None:
         t = turn(body, client, respond)
         t.open_for_drawn_version(
             lambda info: blocks.edit_deal_modal(t.tr, info, meta=t.meta_for(info))
+        )
+
+    @app.action(Action.SNOOZE.value)
+    def snooze(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+        t = turn(body, client, respond)
+        until = t.today() + dt.timedelta(days=SNOOZE_DAYS)
+        t.open_for_drawn_version(
+            lambda info: blocks.snooze_modal(t.tr, info, until, meta=t.meta_for(info))
         )
 
     @app.action(Action.SHOW.value)

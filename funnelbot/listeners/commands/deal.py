@@ -6,11 +6,13 @@ The handler acks at once and answers through the command's response_url, so Slac
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import re
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
@@ -23,6 +25,7 @@ from funnelbot.listeners.context import Services, Turn, failure_message
 from funnelbot.models import Deal
 
 logger = logging.getLogger(__name__)
+REMIND_HOUR = 9
 
 # The first word (or "quoted phrase") and the rest, spacing of the rest preserved.
 _HEAD = re.compile(r'^\s*(?:"([^"]*)"|“([^”]*)”|「([^」]*)」|(\S+))\s*(.*)$', re.DOTALL)
@@ -77,6 +80,7 @@ class DealCommand(Turn):
             "next": self.next_step,
             "assign": self.assign,
             "edit": self.edit,
+            "remind": self.remind,
             "help": lambda _rest: self.answer(blocks.help_message(self.tr, "/deal")),
         }
         try:
@@ -276,6 +280,24 @@ class DealCommand(Turn):
         def change(session: so.Session, deal: Deal) -> str:
             domain.assign(session, deal, self.actor, owner, now=now)
             return self.tr("deal.assigned", number=deal.number, owner=f"@{owner}")
+
+        self._change(ref, change)
+
+    def remind(self, rest: str) -> None:
+        """`remind <ref> <when> <text>`: a DM at 09:00 (workspace time) on that day."""
+        ref, rest = split_head(rest)
+        when, text = split_head(rest)
+        if not ref or not when or not text.strip():
+            raise UserError("error.remind_usage")
+        day = parsing.parse_date(parsing.unescape_slack(when), self.today())
+        zone = ZoneInfo(self.services.settings.timezone)
+        due = dt.datetime.combine(day, dt.time(REMIND_HOUR), zone).astimezone(dt.UTC)
+        text = parsing.unescape_slack(text)
+        now = self.services.clock()
+
+        def change(session: so.Session, deal: Deal) -> str:
+            domain.add_reminder(session, deal, self.actor, due, text, now=now)
+            return self.tr("deal.reminder_set", number=deal.number, when=self.tr.date(day))
 
         self._change(ref, change)
 

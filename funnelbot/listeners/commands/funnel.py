@@ -7,20 +7,23 @@ An unparseable question gets examples back, never a stack trace.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import orm as so
 
-from funnelbot import blocks, metrics, parsing, presenters
+from funnelbot import blocks, charts, metrics, parsing, presenters, reports
 from funnelbot import deals as domain
 from funnelbot.errors import UserError
 from funnelbot.listeners.context import Services, Turn
 from funnelbot.periods import Period, parse_period, unit_period
 
+logger = logging.getLogger(__name__)
 DEFAULT_DAYS = 90
 QUESTIONS = ("conversion", "forecast", "stalled", "lost", "reps", "sources", "velocity", "help")
 ALIASES = {
@@ -94,6 +97,7 @@ class FunnelCommand(Turn):
             trigger_id=payload.get("trigger_id"),
         )
         self.text = payload.get("text") or ""
+        self.channel_id = payload.get("channel_id") or ""
 
     @property
     def tz(self) -> str:
@@ -113,7 +117,10 @@ class FunnelCommand(Turn):
         if q.kind == "help":
             self.answer(blocks.help_message(self.tr, "/funnel"))
             return
-        if q.kind in ("chart", "stages", "settings"):
+        if q.kind == "chart":
+            self.chart(q, today)
+            return
+        if q.kind in ("stages", "settings"):
             raise UserError("error.not_yet", what=f"/funnel {q.kind}")
         answers: dict[str, Callable[[so.Session, Question, dt.date], blocks.Message]] = {
             "summary": self.summary,
@@ -126,6 +133,28 @@ class FunnelCommand(Turn):
             "velocity": self.velocity,
         }
         self.in_transaction(lambda session: answers[q.kind](session, q, today))
+
+    def chart(self, q: Question, today: dt.date) -> None:
+        """Post the funnel picture in the channel the command came from."""
+        period = q.period or unit_period("week", today, 0)
+
+        def render(session: so.Session) -> bytes:
+            return charts.render_funnel(
+                reports.chart_data(session, self.team_id, period, self.tr, tz=self.tz)
+            )
+
+        png = self.services.transaction(self.team_id, render)
+        try:
+            self.client.files_upload_v2(
+                channel=self.channel_id,
+                content=png,
+                filename=f"funnel-{period.label()}.png",
+                title=self.tr("report.chart_title"),
+                initial_comment=self.tr("chart.posted", period=period.label()),
+            )
+        except SlackApiError as exc:
+            logger.warning("chart upload to %s failed: %s", self.channel_id, exc)
+            raise UserError("error.chart_channel") from exc
 
     def recent(self, q: Question, today: dt.date) -> Period:
         return q.period or Period(today - dt.timedelta(days=DEFAULT_DAYS - 1), today)

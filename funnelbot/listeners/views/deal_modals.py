@@ -267,3 +267,35 @@ def register(app: App, services: Services) -> None:
             )
 
         s.submit(ack, apply, replace=False)
+
+    @app.view(View.SNOOZE.value)
+    def snooze(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        s = Submission(services, client, body)
+        until = s.date(Field.UNTIL)
+        if until is None:
+            ack(response_action="errors", errors={Field.UNTIL.value: s.tr("error.date_required")})
+            return
+
+        def apply(session: so.Session) -> blocks.Message:
+            deal = s.deal(session)
+            try:
+                domain.snooze(
+                    session,
+                    deal,
+                    s.actor,
+                    until,
+                    s.text(Field.REASON),
+                    now=services.clock(),
+                    today=s.today(),
+                    expected_version=s.version,
+                )
+            except UserError as err:
+                if err.code in ("error.snooze_past", "error.text_too_long"):
+                    block = Field.UNTIL if err.code == "error.snooze_past" else Field.REASON
+                    raise FieldErrors({block.value: error_message(s.tr, err)["text"]}) from err
+                raise
+            return s.card(
+                session, deal, s.tr("deal.snoozed", number=deal.number, date=s.tr.date(until))
+            )
+
+        s.submit(ack, apply, replace=True)
