@@ -36,7 +36,6 @@ def make_client(settings: Settings, token: str | None = None) -> WebClient:
 def build_bolt_app(services: Services, *, client: WebClient | None = None) -> App:
     settings = services.settings
     app = App(
-        token=settings.slack_bot_token,
         signing_secret=settings.slack_signing_secret,
         client=client or make_client(settings),
         # Ack at once; the listener goes on in Bolt's thread pool.

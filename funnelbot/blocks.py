@@ -917,3 +917,129 @@ def weekly_thread(tr: Translator, report: Any) -> Message:
     if not blocks:
         blocks = [{"type": "section", "text": plain(tr("report.no_movers"))}]
     return _message(tr("report.movers_title"), blocks)
+
+
+# --- settings and App Home ------------------------------------------------------------
+
+WEEKDAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _select(options: Sequence[tuple[str, str]], initial: str | None) -> dict[str, Any]:
+    opts = [{"text": plain(label, 75), "value": value} for value, label in options]
+    element: dict[str, Any] = {"type": "static_select", "options": opts}
+    chosen = next((o for o in opts if o["value"] == initial), None)
+    if chosen:
+        element["initial_option"] = chosen
+    return element
+
+
+def settings_modal(tr: Translator, config: Any, *, meta: dict[str, Any]) -> dict[str, Any]:
+    """`/funnel settings` (admins): stored in the database, winning over the environment."""
+    channel: dict[str, Any] = {
+        "type": "conversations_select",
+        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+    }
+    if config.report_channel:
+        channel["initial_conversation"] = config.report_channel
+    managers: dict[str, Any] = {"type": "multi_users_select"}
+    if config.managers:
+        managers["initial_users"] = sorted(config.managers)
+    blocks = [
+        _input(Field.REPORT_CHANNEL, tr("settings.report_channel"), channel, optional=True),
+        _input(
+            Field.WEEKLY_DAY,
+            tr("settings.weekly_day"),
+            _select([(d, tr(f"weekday.{d}")) for d in WEEKDAY_KEYS], config.weekly_day),
+        ),
+        _input(
+            Field.WEEKLY_TIME,
+            tr("settings.weekly_time"),
+            {"type": "timepicker", "initial_time": config.weekly_time},
+        ),
+        _input(
+            Field.NUDGE_HOUR,
+            tr("settings.nudge_hour"),
+            _select([(str(h), f"{h:02d}:00") for h in range(24)], str(config.nudge_hour)),
+            hint=tr("settings.nudge_hint"),
+        ),
+        _input(
+            Field.TIMEZONE,
+            tr("settings.timezone"),
+            _text_input(config.timezone, max_length=64),
+            hint="Asia/Shanghai, Europe/Berlin, UTC",
+        ),
+        _input(
+            Field.LANGUAGE,
+            tr("settings.language"),
+            _select([("en", "English"), ("zh", "简体中文")], config.language),
+            hint=tr("settings.language_hint"),
+        ),
+        _input(
+            Field.CURRENCY,
+            tr("settings.currency"),
+            _text_input(config.currency, max_length=3),
+            hint="USD, CNY, EUR",
+        ),
+        _input(Field.MANAGERS, tr("settings.managers"), managers, optional=True),
+        _input(
+            Field.MANAGER_GROUP,
+            tr("settings.manager_group"),
+            _text_input(config.manager_group, max_length=20),
+            optional=True,
+            hint=tr("settings.manager_group_hint"),
+        ),
+    ]
+    return _modal(View.SETTINGS, tr("settings.title"), tr("modal.save"), tr, blocks, meta)
+
+
+def home_view(
+    tr: Translator,
+    *,
+    attention: Sequence[tuple[DealInfo, str]],
+    by_stage: Sequence[tuple[str, Sequence[DealInfo]]],
+    team: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """App Home: what needs me first, then my open deals by stage; managers also see the team."""
+    blocks: list[Block] = [{"type": "header", "text": plain(tr("home.title"), HEADER_LIMIT)}]
+    budget = 90  # a Home view holds 100 blocks; keep room for the team part
+    if attention:
+        blocks.append({"type": "section", "text": mrkdwn(f"*{escape(tr('home.attention'))}*")})
+        for deal, why in attention[:8]:
+            blocks.append(
+                {
+                    "type": "section",
+                    "text": plain(f"{_title(deal)}\n{deal.stage.name(tr.lang)} · {why}"),
+                }
+            )
+            blocks.append(deal_buttons(deal, tr) | {"block_id": f"home-attention-{deal.number}"})
+    if not any(deals for _, deals in by_stage):
+        blocks.append({"type": "section", "text": plain(tr("home.empty"))})
+    for stage_name, deals in by_stage:
+        if not deals:
+            continue
+        blocks.append({"type": "divider"})
+        blocks.append({"type": "section", "text": mrkdwn(f"*{escape(stage_name)}* ({len(deals)})")})
+        for deal in deals:
+            if len(blocks) > budget - (6 if team else 0):
+                break
+            blocks.append(
+                {
+                    "type": "section",
+                    "text": plain(f"{_title(deal)} · {tr.money(deal.amount)}"),
+                    "accessory": button(
+                        tr("button.show"), Action.SHOW, deal_value(deal.number, deal.version)
+                    ),
+                }
+            )
+    if team:
+        blocks.append({"type": "divider"})
+        blocks.append({"type": "header", "text": plain(tr("home.team"), HEADER_LIMIT)})
+        blocks.append({"type": "section", "text": mrkdwn(team["funnel"])})
+        if team.get("report_link"):
+            blocks.append(
+                {
+                    "type": "section",
+                    "text": mrkdwn(f"<{team['report_link']}|{escape(tr('home.latest_report'))}>"),
+                }
+            )
+    return {"type": "home", "blocks": blocks[:100]}

@@ -23,6 +23,8 @@ class View(StrEnum):
     LOST = "deal_lost"
     CRITERIA = "deal_criteria"
     SNOOZE = "deal_snooze"
+    SETTINGS = "funnel_settings"
+    STAGES = "funnel_stages"
 
 
 class Field(StrEnum):
@@ -40,3 +42,14 @@ class Field(StrEnum):
     REASON = "reason"
     CRITERIA = "criteria"
     UNTIL = "until"
+    REPORT_CHANNEL = "report_channel"
+    WEEKLY_DAY = "weekly_day"
+    WEEKLY_TIME = "weekly_time"
+    NUDGE_HOUR = "nudge_hour"
+    TIMEZONE = "timezone"
+    LANGUAGE = "language"
+    CURRENCY = "currency"
+    MANAGERS = "managers"
+    MANAGER_GROUP = "manager_group"
+    STAGE_DEFINITION = "stage_definition"
+    MOVE_TO = "move_to"

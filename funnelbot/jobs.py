@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +29,9 @@ from funnelbot import blocks, charts, metrics, presenters, reports
 from funnelbot import deals as domain
 from funnelbot.config import Settings
 from funnelbot.i18n import Translator, language_of, translator
-from funnelbot.listeners.context import LocaleCache
+from funnelbot.listeners.context import UserDirectory
 from funnelbot.models import Deal, JobRun, Nudge, Reminder, Workspace
+from funnelbot.teamconfig import ConfigCache, TeamConfig
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,6 @@ JOB_NAMES = ("stalled-nudges", "weekly-report", "reminders")
 CLAIM_LEASE = dt.timedelta(minutes=15)
 QUIET_PERIOD = dt.timedelta(hours=72)
 ESCALATE_AT = 3
-NUDGE_HOUR = 9
-TZ_TTL = 3600.0
 
 
 def claimer_id() -> str:
@@ -54,34 +52,45 @@ class JobContext:
     settings: Settings
     sessions: so.sessionmaker[so.Session]
     client: WebClient
-    locales: LocaleCache = field(default_factory=LocaleCache)
-    _zones: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    locales: UserDirectory = field(default_factory=UserDirectory)
+    configs: ConfigCache | None = None
 
-    def workspace_zone(self) -> ZoneInfo:
-        return ZoneInfo(self.settings.timezone)
+    def __post_init__(self) -> None:
+        if self.configs is None:
+            self.configs = ConfigCache(self.settings, self.sessions)
+
+    def config(self, team_id: str) -> TeamConfig:
+        assert self.configs is not None
+        return self.configs.get(team_id)
+
+    def workspace_zone(self, team_id: str) -> ZoneInfo:
+        return ZoneInfo(self.config(team_id).timezone)
 
     def user_zone(self, team_id: str, user_id: str) -> ZoneInfo:
         """The rep's own time zone from users.info (cached), else the workspace's."""
-        hit = self._zones.get((team_id, user_id))
-        if hit and time.monotonic() - hit[0] < TZ_TTL:
-            return ZoneInfo(hit[1])
-        zone = self.settings.timezone
+        zone = self.locales.user(self.client, team_id, user_id).get("tz")
         try:
-            user = self.client.users_info(user=user_id, include_locale=True)["user"]
-            zone = user.get("tz") or zone
-            ZoneInfo(zone)
-        except (SlackApiError, KeyError, OSError, ValueError) as exc:
-            logger.info("no time zone for %s (%s); using the workspace's", user_id, exc)
-            zone = self.settings.timezone
-        self._zones[(team_id, user_id)] = (time.monotonic(), zone)
-        return ZoneInfo(zone)
+            return ZoneInfo(zone) if zone else self.workspace_zone(team_id)
+        except (ValueError, KeyError):
+            return self.workspace_zone(team_id)
 
     def translator_for(self, team_id: str, user_id: str) -> Translator:
+        config = self.config(team_id)
         locale = self.locales.locale(self.client, team_id, user_id)
-        return translator(language_of(locale, self.settings.language), self.settings.currency)
+        return translator(language_of(locale, config.language), config.currency)
 
-    def workspace_translator(self) -> Translator:
-        return translator(self.settings.language, self.settings.currency)
+    def workspace_translator(self, team_id: str) -> Translator:
+        config = self.config(team_id)
+        return translator(config.language, config.currency)
+
+    def managers(self, team_id: str) -> frozenset[str]:
+        config = self.config(team_id)
+        group = (
+            self.locales.group_members(self.client, team_id, config.manager_group)
+            if config.manager_group
+            else frozenset()
+        )
+        return config.managers | group
 
     def dm(self, user_id: str, message: blocks.Message) -> str:
         channel = self.client.conversations_open(users=user_id)["channel"]["id"]
@@ -178,13 +187,14 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
     """One DM per rep, once per rep-local day, from NUDGE_HOUR on in the rep's time zone."""
     done: list[str] = []
     for team_id in teams(ctx):
-        today = now.astimezone(ctx.workspace_zone()).date()
+        today = now.astimezone(ctx.workspace_zone(team_id)).date()
+        nudge_hour = ctx.config(team_id).nudge_hour
         with ctx.sessions() as session:
             owners = sorted(nudge_candidates(session, team_id, now, today))
         escalations: list[tuple[presenters.DealInfo, str]] = []
         for owner in owners:
             local = now.astimezone(ctx.user_zone(team_id, owner))
-            if local.hour < NUDGE_HOUR:
+            if local.hour < nudge_hour:
                 continue
             run_id = claim(
                 ctx, team_id, "stalled-nudges", f"{local.date().isoformat()}:{owner}", now
@@ -228,12 +238,13 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
             finish(ctx, run_id, f"nudged {len(items)} deals", now)
             done.append(f"{team_id}: nudged {owner} about {len(items)} deals")
         if escalations:
-            for manager in sorted(ctx.settings.managers):
+            managers = ctx.managers(team_id)
+            for manager in sorted(managers):
                 ctx.dm(
                     manager, blocks.escalation_dm(ctx.translator_for(team_id, manager), escalations)
                 )
             done.append(
-                f"{team_id}: escalated {len(escalations)} deals to {len(ctx.settings.managers)} managers"
+                f"{team_id}: escalated {len(escalations)} deals to {len(managers)} managers"
             )
     return done
 
@@ -288,20 +299,15 @@ def reminders(ctx: JobContext, now: dt.datetime) -> list[str]:
 # --- weekly report --------------------------------------------------------------------
 
 
-def report_channel(ctx: JobContext, session: so.Session, team_id: str) -> str | None:
-    workspace = session.get(Workspace, team_id)
-    stored = (workspace.settings or {}).get("report_channel") if workspace else None
-    return stored or ctx.settings.report_channel
-
-
 def weekly_report(ctx: JobContext, now: dt.datetime) -> list[str]:
     done: list[str] = []
-    tz = ctx.settings.timezone
-    today = now.astimezone(ctx.workspace_zone()).date()
     for team_id in teams(ctx):
-        tr = ctx.workspace_translator()
+        config = ctx.config(team_id)
+        tz = config.timezone
+        today = config.today(now)
+        tr = ctx.workspace_translator(team_id)
+        channel = config.report_channel
         with ctx.sessions() as session:
-            channel = report_channel(ctx, session, team_id)
             if not channel:
                 logger.warning("%s: %s", team_id, tr("report.no_channel"))
                 done.append(f"{team_id}: no report channel set, nothing posted")
@@ -327,9 +333,25 @@ def weekly_report(ctx: JobContext, now: dt.datetime) -> list[str]:
             **blocks.weekly_thread(tr, report),
             unfurl_links=False,
         )
+        _remember_report_link(ctx, team_id, channel, posted["ts"])
         finish(ctx, run_id, f"posted to {channel}", now)
         done.append(f"{team_id}: weekly report {report.iso_week} posted to {channel}")
     return done
+
+
+def _remember_report_link(ctx: JobContext, team_id: str, channel: str, ts: str) -> None:
+    """Keep the latest report's permalink for managers' App Home (best effort)."""
+    try:
+        link = ctx.client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
+    except SlackApiError as exc:
+        logger.info("no permalink for the weekly report: %s", exc)
+        return
+    if not link:
+        return
+    with ctx.sessions.begin() as session:
+        workspace = session.get(Workspace, team_id, with_for_update=True)
+        if workspace is not None:
+            workspace.settings = {**(workspace.settings or {}), "last_report_link": link}
 
 
 JOBS: dict[str, Callable[[JobContext, dt.datetime], list[str]]] = {

@@ -451,10 +451,20 @@ def forecast(
     _, as_of_end = Period(as_of, as_of).bounds(tz)
     probabilities = win_probabilities(session, team_id, as_of_end, owner=owner)
     by_key = {p.key: p for p in probabilities}
+    # The pipeline as it stood at the end of day T: each deal's last stage change before
+    # then says whether it was open, and in which stage (amounts and dates are today's).
+    last_change = (
+        sa.select(StageChange.deal_id, sa.func.max(StageChange.id).label("id"))
+        .where(StageChange.team_id == team_id, StageChange.at < as_of_end)
+        .group_by(StageChange.deal_id)
+        .subquery()
+    )
     query = (
         sa.select(Stage.key, Deal.amount, Deal.expected_close)
-        .join(Stage, Stage.id == Deal.stage_id)
-        .where(Deal.team_id == team_id, Deal.status == OPEN, Deal.created_at < as_of_end)
+        .join(last_change, last_change.c.deal_id == Deal.id)
+        .join(StageChange, StageChange.id == last_change.c.id)
+        .join(Stage, Stage.id == StageChange.to_stage_id)
+        .where(Deal.team_id == team_id, Stage.kind == OPEN)
         .where(
             sa.or_(
                 Deal.expected_close.is_(None),

@@ -33,6 +33,12 @@ class Runtime:
         if self.settings.scheduler_enabled and self.scheduler is None:
             self.scheduler = Scheduler(self.jobs, self.engine, clock=self.services.clock)
             self.scheduler.start()
+            scheduler = self.scheduler
+            self.services.on_settings_changed = lambda _team, config: scheduler.reschedule(
+                weekly_day=config.weekly_day,
+                weekly_time=config.weekly_time,
+                timezone=config.timezone,
+            )
 
     def ready(self) -> bool:
         """Readiness: the database answers."""
@@ -61,7 +67,9 @@ def build_runtime(
     if clock is not None:
         services.clock = clock
     bolt = build_bolt_app(services)
-    job_context = JobContext(settings, sessions, bolt.client, locales=services.locales)
+    job_context = JobContext(
+        settings, sessions, bolt.client, locales=services.locales, configs=services.configs
+    )
     runtime = Runtime(
         settings, engine, sessions, services, bolt, wsgi=lambda e, s: [], jobs=job_context
     )

@@ -119,6 +119,16 @@ class Scheduler:
             logger.exception("job %s failed", name)
 
     def start(self) -> None:
+        # A single workspace's stored settings decide the weekly slot (several workspaces
+        # share the environment's defaults).
+        team_ids = jobs.teams(self.context)
+        if len(team_ids) == 1:
+            config = self.context.config(team_ids[0])
+            self.weekly_day, self.weekly_time, self.timezone = (
+                config.weekly_day,
+                config.weekly_time,
+                config.timezone,
+            )
         for name, trigger in self.triggers().items():
             self.scheduler.add_job(self.run, trigger, args=[name], id=name, replace_existing=True)
         self.scheduler.start()
@@ -150,6 +160,8 @@ class Scheduler:
         self.weekly_day = weekly_day or self.weekly_day
         self.weekly_time = weekly_time or self.weekly_time
         self.timezone = timezone or self.timezone
+        if not self.scheduler.running:
+            return
         for name, trigger in self.triggers().items():
             self.scheduler.reschedule_job(name, trigger=trigger)
 

@@ -7,7 +7,8 @@ from slack_bolt import App
 from funnelbot.listeners.actions import deal_buttons
 from funnelbot.listeners.commands import deal, funnel
 from funnelbot.listeners.context import Services
-from funnelbot.listeners.views import deal_modals
+from funnelbot.listeners.events import app_home
+from funnelbot.listeners.views import deal_modals, settings_modal
 
 
 def register_listeners(app: App, services: Services) -> None:
@@ -15,3 +16,5 @@ def register_listeners(app: App, services: Services) -> None:
     funnel.register(app, services)
     deal_buttons.register(app, services)
     deal_modals.register(app, services)
+    settings_modal.register(app, services)
+    app_home.register(app, services)

@@ -21,9 +21,10 @@ from sqlalchemy.orm.exc import StaleDataError
 from funnelbot import blocks, presenters
 from funnelbot import deals as domain
 from funnelbot.config import Settings
-from funnelbot.errors import CriteriaRequired, UserError
+from funnelbot.errors import CriteriaRequired, Forbidden, UserError
 from funnelbot.i18n import Translator, language_of, translator
 from funnelbot.models import Deal
+from funnelbot.teamconfig import ConfigCache, TeamConfig
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,29 +33,55 @@ LOCALE_TTL = 3600.0
 CONFLICT_RETRIES = 8
 
 
-class LocaleCache:
-    """Each user's Slack locale (users.info include_locale), kept for an hour."""
+class UserDirectory:
+    """What Slack says about each user (users.info: locale, tz, admin flags) and each
+    manager user group's members, kept for an hour so handlers stay fast."""
 
     def __init__(self) -> None:
-        self._known: dict[tuple[str, str], tuple[float, str | None]] = {}
+        self._users: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._groups: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
-    def locale(self, client: WebClient | None, team_id: str, user_id: str) -> str | None:
+    def user(self, client: WebClient | None, team_id: str, user_id: str) -> dict[str, Any]:
         key = (team_id, user_id)
         with self._lock:
-            hit = self._known.get(key)
+            hit = self._users.get(key)
         if hit and time.monotonic() - hit[0] < LOCALE_TTL:
             return hit[1]
-        locale = None
+        info: dict[str, Any] = {}
         if client is not None and client.token:
             try:
-                user = client.users_info(user=user_id, include_locale=True)["user"]
-                locale = user.get("locale")
+                info = dict(client.users_info(user=user_id, include_locale=True)["user"])
             except (SlackApiError, KeyError, OSError) as exc:
                 logger.warning("users.info failed for %s: %s", user_id, exc)
         with self._lock:
-            self._known[key] = (time.monotonic(), locale)
-        return locale
+            self._users[key] = (time.monotonic(), info)
+        return info
+
+    def locale(self, client: WebClient | None, team_id: str, user_id: str) -> str | None:
+        return self.user(client, team_id, user_id).get("locale")
+
+    def group_members(
+        self, client: WebClient | None, team_id: str, group_id: str
+    ) -> frozenset[str]:
+        key = (team_id, group_id)
+        with self._lock:
+            hit = self._groups.get(key)
+        if hit and time.monotonic() - hit[0] < LOCALE_TTL:
+            return hit[1]
+        members: frozenset[str] = frozenset()
+        if client is not None and client.token:
+            try:
+                members = frozenset(client.usergroups_users_list(usergroup=group_id)["users"])
+            except (SlackApiError, KeyError, OSError) as exc:
+                logger.warning("usergroups.users.list failed for %s: %s", group_id, exc)
+        with self._lock:
+            self._groups[key] = (time.monotonic(), members)
+        return members
+
+
+# Older name kept for callers that only want locales.
+LocaleCache = UserDirectory
 
 
 @dataclass
@@ -62,18 +89,45 @@ class Services:
     settings: Settings
     sessions: so.sessionmaker[so.Session]
     clock: Clock = domain.utcnow
-    locales: LocaleCache = field(default_factory=LocaleCache)
+    locales: UserDirectory = field(default_factory=UserDirectory)
+    configs: ConfigCache | None = None
+    # Called after /funnel settings saved a team's settings (the scheduler reschedules).
+    on_settings_changed: Callable[[str, TeamConfig], None] | None = None
+    # Called after a user changed a deal, to refresh their App Home.
+    on_deal_changed: Callable[[WebClient, str, str], None] | None = None
 
-    def actor(self, user_id: str) -> domain.Actor:
-        return domain.Actor(
-            user_id=user_id,
-            is_manager=user_id in self.settings.managers,
-            is_admin=user_id in self.settings.admins,
+    def __post_init__(self) -> None:
+        if self.configs is None:
+            self.configs = ConfigCache(self.settings, self.sessions)
+
+    def require_admin(self, actor: domain.Actor, team_id: str, what: str) -> None:
+        if not actor.is_admin:
+            raise Forbidden(
+                "error.admins_only", what=what, admins=sorted(self.config(team_id).admins)
+            )
+
+    def config(self, team_id: str) -> TeamConfig:
+        assert self.configs is not None
+        return self.configs.get(team_id)
+
+    def actor(self, client: WebClient | None, team_id: str, user_id: str) -> domain.Actor:
+        """Roles: admins and managers from settings (and a manager user group); Slack
+        workspace admins and owners are funnelbot admins too."""
+        config = self.config(team_id)
+        is_admin = user_id in config.admins
+        if not is_admin:
+            info = self.locales.user(client, team_id, user_id)
+            is_admin = bool(info.get("is_admin") or info.get("is_owner"))
+        is_manager = user_id in config.managers or (
+            config.manager_group is not None
+            and user_id in self.locales.group_members(client, team_id, config.manager_group)
         )
+        return domain.Actor(user_id=user_id, is_manager=is_manager, is_admin=is_admin)
 
     def translator(self, client: WebClient | None, team_id: str, user_id: str) -> Translator:
+        config = self.config(team_id)
         locale = self.locales.locale(client, team_id, user_id)
-        return translator(language_of(locale, self.settings.language), self.settings.currency)
+        return translator(language_of(locale, config.language), config.currency)
 
     def transaction(self, team_id: str, work: Callable[[so.Session], T]) -> T:
         """Run `work` in one transaction; a lost optimistic-lock race is retried afresh.
@@ -103,11 +157,15 @@ def error_message(tr: Translator, err: UserError) -> blocks.Message:
     if "field" in params and tr.has(f"field.{params['field']}"):
         label = tr(f"field.{params['field']}")
         params["field"] = label.lower() if tr.lang == "en" else label
-    if "owner" not in params:
+    people = {"owner", "admins"} & params.keys()
+    if not people:
         return blocks.error(tr(err.code, **params))
-    # Naming the owner needs mrkdwn for the mention, so everything else is escaped.
+    # Naming people needs mrkdwn for the mentions, so everything else is escaped.
     params = {k: blocks.escape(str(v)) for k, v in params.items()}
-    params["owner"] = blocks.mention(str(err.params["owner"]))
+    for key in people:
+        users = err.params[key]
+        ids = [users] if isinstance(users, str) else sorted(users)  # type: ignore[arg-type]
+        params[key] = ", ".join(blocks.mention(u) for u in ids) or tr("error.no_admins")
     text = tr(err.code, **params)
     return {
         "text": text,
@@ -148,7 +206,8 @@ class Turn:
         self.user_id = user_id
         self.response_url = response_url
         self.trigger_id = trigger_id
-        self.actor = services.actor(user_id)
+        self.config = services.config(team_id)
+        self.actor = services.actor(client, team_id, user_id)
         self.tr: Translator = services.translator(client, team_id, user_id)
 
     def answer(self, message: blocks.Message, *, replace: bool = False) -> None:
@@ -163,6 +222,14 @@ class Turn:
     ) -> None:
         self.answer(self.services.transaction(self.team_id, work), replace=replace)
 
+    def changed(self) -> None:
+        """After the user changed a deal: refresh their App Home (best effort)."""
+        if self.services.on_deal_changed is not None:
+            try:
+                self.services.on_deal_changed(self.client, self.team_id, self.user_id)
+            except Exception:  # noqa: BLE001 - the change itself is done and answered
+                logger.exception("could not refresh the App Home")
+
     def safely(self, action: Callable[[], None]) -> None:
         try:
             action()
@@ -170,10 +237,8 @@ class Turn:
             self.answer(failure_message(self.tr, exc))
 
     def today(self) -> dt.date:
-        from zoneinfo import ZoneInfo
 
-        zone = ZoneInfo(self.services.settings.timezone)
-        return self.services.clock().astimezone(zone).date()
+        return self.config.today(self.services.clock())
 
     def card(self, session: so.Session, deal: Deal, note: str | None = None) -> blocks.Message:
         return blocks.deal_card(presenters.deal_detail(session, deal), self.tr, note=note)

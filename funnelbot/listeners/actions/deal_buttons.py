@@ -68,7 +68,11 @@ class ButtonTurn(Turn):
             note = apply(session, deal)
             return self.card(session, deal, note)
 
-        self.run(lambda: self.in_transaction(work, replace=True))
+        def apply_and_refresh() -> None:
+            self.in_transaction(work, replace=True)
+            self.changed()
+
+        self.run(apply_and_refresh)
 
     def open_for_drawn_version(
         self, build: Callable[[presenters.DealInfo], dict[str, Any]]

@@ -133,6 +133,7 @@ class DealCommand(Turn):
             return self.card(session, deal, self.tr("deal.created", number=deal.number))
 
         self.in_transaction(create)
+        self.changed()
 
     def list(self, rest: str) -> None:
         words = parsing.tokenize(rest)
@@ -185,6 +186,7 @@ class DealCommand(Turn):
             return self.card(session, deal, note)
 
         self.in_transaction(work)
+        self.changed()
 
     def advance(self, rest: str) -> None:
         now = self.services.clock()
@@ -290,7 +292,7 @@ class DealCommand(Turn):
         if not ref or not when or not text.strip():
             raise UserError("error.remind_usage")
         day = parsing.parse_date(parsing.unescape_slack(when), self.today())
-        zone = ZoneInfo(self.services.settings.timezone)
+        zone = ZoneInfo(self.config.timezone)
         due = dt.datetime.combine(day, dt.time(REMIND_HOUR), zone).astimezone(dt.UTC)
         text = parsing.unescape_slack(text)
         now = self.services.clock()

@@ -101,7 +101,7 @@ class FunnelCommand(Turn):
 
     @property
     def tz(self) -> str:
-        return self.services.settings.timezone
+        return self.config.timezone
 
     def run(self) -> None:
         self.safely(self._run)
@@ -120,7 +120,11 @@ class FunnelCommand(Turn):
         if q.kind == "chart":
             self.chart(q, today)
             return
-        if q.kind in ("stages", "settings"):
+        if q.kind == "settings":
+            self.services.require_admin(self.actor, self.team_id, self.tr("settings.title"))
+            self.open_modal(blocks.settings_modal(self.tr, self.config, meta=self.meta()))
+            return
+        if q.kind in ("stages",):
             raise UserError("error.not_yet", what=f"/funnel {q.kind}")
         answers: dict[str, Callable[[so.Session, Question, dt.date], blocks.Message]] = {
             "summary": self.summary,

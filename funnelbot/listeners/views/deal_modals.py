@@ -122,6 +122,7 @@ class Submission(Turn):
             self.answer(message, replace=replace)
         except Exception:  # noqa: BLE001 - the change is saved; only the echo failed
             logger.exception("could not answer a modal submission")
+        self.changed()
 
     def first_block(self) -> str:
         return next(iter(self.values), Field.NAME.value)

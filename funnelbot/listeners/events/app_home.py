@@ -1,0 +1,82 @@
+"""App Home (app_home_opened -> views.publish): the viewer's pipeline, and the team
+funnel for managers. Also republished after the viewer changes a deal."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from sqlalchemy import orm as so
+
+from funnelbot import blocks, metrics, presenters
+from funnelbot import deals as domain
+from funnelbot.jobs import _why
+from funnelbot.listeners.context import Services
+from funnelbot.models import Workspace
+
+logger = logging.getLogger(__name__)
+HOME_DEALS = 60
+
+
+def build_home(services: Services, client: WebClient, team_id: str, user_id: str) -> dict[str, Any]:
+    tr = services.translator(client, team_id, user_id)
+    actor = services.actor(client, team_id, user_id)
+    config = services.config(team_id)
+    now = services.clock()
+    today = config.today(now)
+
+    def gather(session: so.Session) -> dict[str, Any]:
+        stalled, _ = metrics.stalled_deals(session, team_id, now, today, owner=user_id, limit=8)
+        attention = list(
+            zip(
+                presenters.deal_infos(session, team_id, stalled),
+                [_why(tr, d, now, today) for d in stalled],
+                strict=True,
+            )
+        )
+        mine, _ = domain.list_deals(session, team_id, owner_id=user_id, limit=HOME_DEALS)
+        infos = presenters.deal_infos(session, team_id, mine)
+        by_stage = [
+            (stage.name(tr.lang), [i for i in infos if i.stage.key == stage.key])
+            for stage in domain.open_stages(session, team_id)
+        ]
+        team = None
+        if actor.is_manager or actor.is_admin:
+            loads = metrics.open_by_stage(session, team_id)
+            lines = [
+                f"*{blocks.escape(load.name_zh if tr.lang == 'zh' else load.name)}*  {load.deals} · "
+                f"{blocks.escape(tr.money(load.amount))}"
+                for load in loads
+            ]
+            workspace = session.get(Workspace, team_id)
+            team = {
+                "funnel": "\n".join(lines),
+                "report_link": (workspace.settings or {}).get("last_report_link")
+                if workspace
+                else None,
+            }
+        return blocks.home_view(tr, attention=attention, by_stage=by_stage, team=team)
+
+    return services.transaction(team_id, gather)
+
+
+def publish_home(services: Services, client: WebClient, team_id: str, user_id: str) -> None:
+    client.views_publish(user_id=user_id, view=build_home(services, client, team_id, user_id))
+
+
+def register(app: App, services: Services) -> None:
+    services.on_deal_changed = lambda client, team_id, user_id: publish_home(
+        services, client, team_id, user_id
+    )
+
+    @app.event("app_home_opened")
+    def home_opened(event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        team_id = body.get("team_id") or event.get("view", {}).get("team_id") or ""
+        try:
+            publish_home(services, client, team_id, event["user"])
+        except Exception:  # noqa: BLE001 - Slack shows the previous Home; log why
+            logger.exception("could not publish the App Home for %s", event.get("user"))
