@@ -15,6 +15,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from funnelbot.config import Settings
 from funnelbot.listeners import register_listeners
 from funnelbot.listeners.context import Services
+from funnelbot.middleware import make_middleware
 
 logger = logging.getLogger(__name__)
 
@@ -47,5 +48,6 @@ def build_bolt_app(services: Services, *, client: WebClient | None = None) -> Ap
     def on_error(error: Exception, body: dict) -> None:  # type: ignore[type-arg]
         logger.exception("unhandled error in a listener", exc_info=error)
 
+    app.use(make_middleware(services.sessions, services.clock))
     register_listeners(app, services)
     return app

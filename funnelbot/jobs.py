@@ -30,6 +30,7 @@ from funnelbot import deals as domain
 from funnelbot.config import Settings
 from funnelbot.i18n import Translator, language_of, translator
 from funnelbot.listeners.context import UserDirectory
+from funnelbot.middleware import prune_seen
 from funnelbot.models import Deal, JobRun, Nudge, Reminder, Workspace
 from funnelbot.teamconfig import ConfigCache, TeamConfig
 
@@ -231,7 +232,7 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
                     )
                     if escalate:
                         escalations.append(
-                            (info, _why(ctx.workspace_translator(), deal, now, local.date()))
+                            (info, _why(ctx.workspace_translator(team_id), deal, now, local.date()))
                         )
             if items:
                 ctx.dm(owner, blocks.nudge_dm(tr, items, len(items)))
@@ -255,6 +256,8 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
 def reminders(ctx: JobContext, now: dt.datetime) -> list[str]:
     """Send every due reminder once: it is marked sent (claimed) before the DM goes out."""
     done: list[str] = []
+    with ctx.sessions.begin() as session:
+        prune_seen(session, now)  # housekeeping that needs a minutely tick
     with ctx.sessions() as session:
         due = (
             session.execute(

@@ -240,3 +240,13 @@ class Nudge(Base):
     at: so.Mapped[dt.datetime] = so.mapped_column(UTCDateTime)
     deal_version: so.Mapped[int] = so.mapped_column(sa.Integer)
     escalated: so.Mapped[bool] = so.mapped_column(sa.Boolean, default=False)
+
+
+class SeenRequest(Base):
+    """Requests already handled (by Slack signature or event id): a replayed or retried
+    delivery is acknowledged and dropped, also across replicas."""
+
+    __tablename__ = "seen_requests"
+
+    key: so.Mapped[str] = so.mapped_column(sa.String(100), primary_key=True)
+    at: so.Mapped[dt.datetime] = so.mapped_column(UTCDateTime, index=True)

@@ -7,11 +7,14 @@ threaded wsgiref server in the tests.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from funnelbot.middleware import log_request
 
 logger = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
@@ -25,6 +28,21 @@ def _reply(start_response: Callable[..., Any], status: str, body: bytes) -> list
         status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
     )
     return [body]
+
+
+def _logged(
+    app: WSGIApp, environ: dict[str, Any], start_response: Callable[..., Any]
+) -> Iterable[bytes]:
+    started = time.perf_counter()
+    seen: list[int] = []
+
+    def capture(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+        seen.append(int(status.split()[0]))
+        return start_response(status, headers, *args)
+
+    result = app(environ, capture)
+    log_request(seen[0] if seen else 500, started)
+    return result
 
 
 def create_wsgi_app(bolt: App, ready: Callable[[], bool]) -> WSGIApp:
@@ -49,7 +67,7 @@ def create_wsgi_app(bolt: App, ready: Callable[[], bool]) -> WSGIApp:
                 length = 0
             if length > MAX_BODY:
                 return _reply(start_response, "413 Payload Too Large", b"too large\n")
-            return slack(environ, start_response)
+            return _logged(slack, environ, start_response)
         return _reply(start_response, "404 Not Found", b"not found\n")
 
     return wsgi

@@ -1,0 +1,117 @@
+"""Bolt middleware: one structured log line per request, and each delivery handled once.
+
+Slack retries events (`X-Slack-Retry-Num`) and a payload can be replayed within the
+signature's five-minute window; the first delivery claims its key in `seen_requests`
+(shared by every replica) and later ones are acknowledged and dropped.
+https://api.slack.com/apis/events-api#retries
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from slack_bolt import BoltRequest, BoltResponse
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import orm as so
+
+from funnelbot.models import SeenRequest
+
+logger = logging.getLogger("funnelbot.requests")
+SEEN_FOR = dt.timedelta(days=1)
+
+
+def describe(body: dict[str, Any]) -> tuple[str, str]:
+    """(kind, name) of a Slack request: command /deal, action deal_advance, view …, event …"""
+    if "command" in body:
+        return "command", str(body.get("command"))
+    kind = body.get("type", "")
+    if kind == "block_actions":
+        actions = body.get("actions") or [{}]
+        return "action", str(actions[0].get("action_id"))
+    if kind in ("view_submission", "view_closed"):
+        return "view", str((body.get("view") or {}).get("callback_id"))
+    if kind == "event_callback":
+        return "event", str((body.get("event") or {}).get("type"))
+    return kind or "unknown", ""
+
+
+def delivery_key(req: BoltRequest) -> str | None:
+    """Events by event_id (retries share it); everything else by its signature."""
+    body = req.body or {}
+    if body.get("type") == "event_callback" and body.get("event_id"):
+        return f"event:{body.get('team_id', '')}:{body['event_id']}"[:100]
+    signature = (req.headers.get("x-slack-signature") or [None])[0]
+    if not signature:
+        return None
+    return "sig:" + hashlib.sha256(signature.encode()).hexdigest()[:64]
+
+
+def first_delivery(sessions: so.sessionmaker[so.Session], key: str, now: dt.datetime) -> bool:
+    try:
+        with sessions.begin() as session:
+            session.add(SeenRequest(key=key, at=now))
+            session.flush()
+        return True
+    except sa_exc.IntegrityError:
+        return False
+    except sa_exc.DBAPIError:
+        # No database, no dedupe: let the handler run and tell the user what is wrong.
+        return True
+
+
+def prune_seen(session: so.Session, now: dt.datetime) -> int:
+    return (
+        session.execute(sa.delete(SeenRequest).where(SeenRequest.at < now - SEEN_FOR)).rowcount or 0
+    )
+
+
+# What the middleware learnt about the request this thread is serving, for the access log
+# line that the WSGI layer writes once the response (the ack) is ready.
+current = threading.local()
+
+
+def make_middleware(
+    sessions: so.sessionmaker[so.Session], clock: Callable[[], dt.datetime]
+) -> Callable[..., BoltResponse | None]:
+    def middleware(
+        req: BoltRequest, resp: BoltResponse, next: Callable[[], None]
+    ) -> BoltResponse | None:  # noqa: A002
+        body = req.body or {}
+        kind, name = describe(body)
+        current.info = {
+            "kind": kind,
+            "name": name,
+            "team": body.get("team_id") or (body.get("team") or {}).get("id"),
+            "user": body.get("user_id")
+            or (body.get("user") or {}).get("id")
+            or (body.get("event") or {}).get("user"),
+            "retry": (req.headers.get("x-slack-retry-num") or [None])[0],
+            "outcome": "ok",
+        }
+        key = delivery_key(req)
+        if key is not None and not first_delivery(sessions, key, clock()):
+            current.info["outcome"] = "duplicate"
+            return BoltResponse(status=200, body="")
+        next()
+        return None
+
+    return middleware
+
+
+def log_request(status: int, started: float) -> None:
+    """One JSON line per Slack request: what, who, how fast it was acked, the outcome."""
+    info = dict(getattr(current, "info", None) or {"kind": "unknown", "outcome": "rejected"})
+    current.info = None
+    if status >= 400 and info.get("outcome") == "ok":
+        info["outcome"] = f"http {status}"
+    info["status"] = status
+    info["ack_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    logger.info(json.dumps(info, separators=(",", ":"), ensure_ascii=False))
