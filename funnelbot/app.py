@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy as sa
 from slack_bolt import App
+from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -20,10 +22,10 @@ from funnelbot.middleware import make_middleware
 logger = logging.getLogger(__name__)
 
 
-def make_client(settings: Settings, token: str | None = None) -> WebClient:
+def make_client(settings: Settings, token: str | None) -> WebClient:
     """The Web API client: base URL from SLACK_API_URL, 429/5xx/connection errors retried."""
     return WebClient(
-        token=token or settings.slack_bot_token,
+        token=token,
         base_url=settings.slack_api_url,
         timeout=10,
         retry_handlers=[
@@ -34,11 +36,47 @@ def make_client(settings: Settings, token: str | None = None) -> WebClient:
     )
 
 
-def build_bolt_app(services: Services, *, client: WebClient | None = None) -> App:
+BOT_SCOPES = (
+    "commands",
+    "chat:write",
+    "chat:write.public",
+    "im:write",
+    "users:read",
+    "users:read.email",
+    "files:write",
+    "channels:read",
+    "groups:read",
+)
+
+
+def oauth_settings(settings: Settings, engine: sa.Engine) -> OAuthSettings:
+    """Install in many workspaces: slack_sdk's SQLAlchemy stores, in our database."""
+    from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+    from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
+
+    assert settings.slack_client_id and settings.slack_client_secret
+    return OAuthSettings(
+        client_id=settings.slack_client_id,
+        client_secret=settings.slack_client_secret,
+        scopes=list(BOT_SCOPES),
+        installation_store=SQLAlchemyInstallationStore(
+            client_id=settings.slack_client_id, engine=engine
+        ),
+        state_store=SQLAlchemyOAuthStateStore(expiration_seconds=600, engine=engine),
+        install_path="/slack/install",
+        redirect_uri_path="/slack/oauth_redirect",
+    )
+
+
+def build_bolt_app(
+    services: Services, *, client: WebClient | None = None, engine: sa.Engine | None = None
+) -> App:
     settings = services.settings
+    oauth = oauth_settings(settings, engine) if settings.oauth and engine is not None else None
     app = App(
         signing_secret=settings.slack_signing_secret,
-        client=client or make_client(settings),
+        client=client or make_client(settings, token=None if oauth else settings.slack_bot_token),
+        oauth_settings=oauth,
         # Ack at once; the listener goes on in Bolt's thread pool.
         process_before_response=False,
         logger=logging.getLogger("funnelbot.bolt"),

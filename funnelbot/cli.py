@@ -185,7 +185,7 @@ def _existing_or_slack_team(engine: sa.Engine, settings: Settings) -> str:
     if settings.slack_bot_token:
         from funnelbot.app import make_client
 
-        return str(make_client(settings).auth_test()["team_id"])
+        return str(make_client(settings, settings.slack_bot_token).auth_test()["team_id"])
     raise SystemExit("funnelbot: say which workspace to import into with --team T0123")
 
 
@@ -194,7 +194,7 @@ def _email_lookup(settings: Settings):  # type: ignore[no-untyped-def]
 
     from funnelbot.app import make_client
 
-    client = make_client(settings)
+    client = make_client(settings, settings.slack_bot_token)
 
     def lookup(email: str) -> str | None:
         try:
@@ -226,7 +226,9 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     now = _instant(args.now, ZoneInfo(settings.timezone)) if args.now else dt.datetime.now(dt.UTC)
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
-    context = jobs.JobContext(settings, db.make_session_factory(engine), make_client(settings))
+    context = jobs.JobContext(
+        settings, db.make_session_factory(engine), make_client(settings, settings.slack_bot_token)
+    )
     try:
         lines = jobs.run_job(context, args.job, now)
     finally:
@@ -257,6 +259,109 @@ def cmd_chart(settings: Settings, args: argparse.Namespace) -> int:
         out.write(png)
     print(f"wrote {args.out} ({len(png):,} bytes, {period.label()})", file=sys.stderr)
     return 0
+
+
+def cmd_shell(settings: Settings, args: argparse.Namespace) -> int:
+    from funnelbot import console
+
+    return console.run(settings, user=args.as_user, language=args.lang, team_id=args.team)
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from funnelbot import db, demo
+
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    try:
+        print(demo.run_demo(db.make_session_factory(engine), settings, args.team, seed=args.seed))
+    finally:
+        engine.dispose()
+    return 0
+
+
+CLI_USER = "cli"  # who moved deals in the stage history when `stages apply --as` is not given
+
+
+def _stages_team(engine: sa.Engine, wanted: str | None) -> str:
+    """The workspace whose stages to show or change: --team (created with the default
+    stages when new), else the only one there is."""
+    from funnelbot import db
+    from funnelbot import deals as domain
+
+    if wanted:
+        with db.make_session_factory(engine)() as session, session.begin():
+            domain.ensure_workspace(session, wanted, domain.utcnow())
+        return wanted
+    from funnelbot.models import Workspace
+
+    with engine.connect() as conn:
+        if conn.execute(sa.select(sa.func.count()).select_from(Workspace)).scalar_one() == 0:
+            raise SystemExit(
+                "funnelbot: the database has no workspace yet; name one with --team T0123"
+            )
+    return _pick_team(engine, None)
+
+
+def cmd_stages(settings: Settings, args: argparse.Namespace) -> int:
+    """`stages show` prints the funnel definition; `stages apply` changes it (SPEC §6)."""
+    from funnelbot import db, stages
+    from funnelbot import deals as domain
+    from funnelbot.errors import UserError
+    from funnelbot.i18n import translator
+
+    tr = translator(settings.language, settings.currency)
+    if args.stages_command == "apply":
+        # Read and validate the whole file before touching the database.
+        try:
+            with open(args.file, encoding="utf-8-sig") as source:
+                text = source.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(tr("stages.cli_unreadable", file=args.file, detail=exc), file=sys.stderr)
+            return 1
+        try:
+            specs = stages.specs_from_data(stages.load(text))
+        except UserError as err:
+            print(tr(err.code, **err.params), file=sys.stderr)
+            print(tr("stages.cli_unchanged"), file=sys.stderr)
+            return 1
+
+    engine = db.make_engine(settings.database_url)
+    try:
+        db.upgrade(engine)
+        sessions = db.make_session_factory(engine)
+        if args.stages_command == "show":
+            team = _stages_team(engine, args.team)
+            with sessions() as session:
+                sys.stdout.write(stages.dump(stages.current_specs(session, team), args.format))
+            return 0
+
+        actor = domain.Actor(args.as_user or CLI_USER, is_admin=True)
+        # A new --team is created inside the transaction: a dry run leaves no trace.
+        team = args.team or _stages_team(engine, None)
+        try:
+            with sessions() as session, session.begin():
+                now = domain.utcnow()
+                domain.ensure_workspace(session, team, now)
+                plan = stages.plan(session, team, specs, move_to=args.move_to)
+                for line in stages.describe(plan, tr, tr.lang):
+                    print(line)
+                plan.check()
+                if args.dry_run:
+                    session.rollback()
+                else:
+                    plan = stages.apply(session, team, specs, actor, move_to=args.move_to, now=now)
+        except UserError as err:
+            print(tr(err.code, **err.params), file=sys.stderr)
+            hint = "stages.cli_move_hint" if err.code == "stages.holds_deals" else None
+            print(tr(hint or "stages.cli_unchanged"), file=sys.stderr)
+            return 1
+        if args.dry_run:
+            print(tr("stages.cli_dry_run"), file=sys.stderr)
+        elif not plan.empty:
+            print(tr("stages.cli_applied", team=team, moved=plan.deals_to_move), file=sys.stderr)
+        return 0
+    finally:
+        engine.dispose()
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -319,6 +424,43 @@ def build_parser() -> argparse.ArgumentParser:
     chart.add_argument("--lang", choices=("en", "zh"))
     chart.add_argument("--team")
     chart.set_defaults(func=cmd_chart)
+
+    shell = sub.add_parser("shell", help="the local console: try funnelbot without Slack")
+    shell.add_argument("--as", dest="as_user", metavar="USER", help="start as this user id")
+    shell.add_argument("--lang", choices=("en", "zh"), help="the users' Slack language")
+    shell.add_argument("--team", default="T_LOCAL", help="workspace id (default T_LOCAL)")
+    shell.set_defaults(func=cmd_shell)
+
+    dem = sub.add_parser("demo", help="fill the database with a sample team and show it")
+    dem.add_argument("--team", default="T_LOCAL", help="workspace id (default T_LOCAL)")
+    dem.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    dem.set_defaults(func=cmd_demo)
+
+    stg = sub.add_parser("stages", help="the funnel's open stages as a YAML/JSON file")
+    stg_sub = stg.add_subparsers(dest="stages_command", required=True)
+    stg_show = stg_sub.add_parser("show", help="print the current stage definition")
+    stg_show.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    stg_show.add_argument("--team", help="Slack team id (created with the default stages if new)")
+    stg_show.set_defaults(func=cmd_stages)
+    stg_apply = stg_sub.add_parser(
+        "apply", help="validate a stage definition file, show the changes, and apply them"
+    )
+    stg_apply.add_argument("file", help="YAML or JSON, as `stages show` prints it")
+    stg_apply.add_argument("--dry-run", action="store_true", help="show the changes; write nothing")
+    stg_apply.add_argument(
+        "--move-to",
+        dest="move_to",
+        metavar="KEY",
+        help="open stage for the deals of removed stages",
+    )
+    stg_apply.add_argument("--team", help="Slack team id (created with the default stages if new)")
+    stg_apply.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="USER",
+        help=f"user id recorded on moved deals (default {CLI_USER})",
+    )
+    stg_apply.set_defaults(func=cmd_stages)
     return parser
 
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field, fields
 
 DEFAULT_DATABASE_URL = "sqlite:///funnelbot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
-SECRET_FIELDS = frozenset({"slack_bot_token", "slack_signing_secret", "slack_app_token"})
+SECRET_FIELDS = frozenset(
+    {"slack_bot_token", "slack_signing_secret", "slack_app_token", "slack_client_secret"}
+)
 
 
 def _ids(raw: str | None) -> frozenset[str]:
@@ -38,6 +40,9 @@ class Settings:
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
     slack_app_token: str | None = None
+    # OAuth distribution to many workspaces (install at /slack/install).
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = None
     database_url: str = DEFAULT_DATABASE_URL
     port: int = 3000
     slack_api_url: str = DEFAULT_SLACK_API_URL
@@ -73,6 +78,8 @@ class Settings:
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_app_token=get("SLACK_APP_TOKEN"),
+            slack_client_id=get("SLACK_CLIENT_ID"),
+            slack_client_secret=get("SLACK_CLIENT_SECRET"),
             database_url=normalize_database_url(get("DATABASE_URL") or DEFAULT_DATABASE_URL),
             port=int(get("PORT") or 3000),
             slack_api_url=api_url,
@@ -87,11 +94,16 @@ class Settings:
         )
 
     @property
+    def oauth(self) -> bool:
+        """Installed in many workspaces through OAuth, each with its own bot token."""
+        return bool(self.slack_client_id and self.slack_client_secret and self.slack_signing_secret)
+
+    @property
     def mode(self) -> str:
         """Which front door `serve` opens: socket, http or console (SPEC §6)."""
         if self.slack_bot_token and self.slack_app_token:
             return "socket"
-        if self.slack_bot_token and self.slack_signing_secret:
+        if (self.slack_bot_token or self.oauth) and self.slack_signing_secret:
             return "http"
         return "console"
 

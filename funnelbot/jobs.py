@@ -17,6 +17,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -55,10 +56,26 @@ class JobContext:
     client: WebClient
     locales: UserDirectory = field(default_factory=UserDirectory)
     configs: ConfigCache | None = None
+    # With OAuth installs each workspace has its own bot token (slack_sdk InstallationStore).
+    installations: Any = None
 
     def __post_init__(self) -> None:
         if self.configs is None:
             self.configs = ConfigCache(self.settings, self.sessions)
+
+    def slack(self, team_id: str) -> WebClient:
+        """The Web API client for a workspace: its installed bot's token, or the one token."""
+        if self.installations is None:
+            return self.client
+        bot = self.installations.find_bot(enterprise_id=None, team_id=team_id)
+        if bot is None:
+            raise LookupError(f"funnelbot is not installed in {team_id}")
+        return WebClient(
+            token=bot.bot_token,
+            base_url=self.client.base_url,
+            timeout=self.client.timeout,
+            retry_handlers=self.client.retry_handlers,
+        )
 
     def config(self, team_id: str) -> TeamConfig:
         assert self.configs is not None
@@ -69,7 +86,7 @@ class JobContext:
 
     def user_zone(self, team_id: str, user_id: str) -> ZoneInfo:
         """The rep's own time zone from users.info (cached), else the workspace's."""
-        zone = self.locales.user(self.client, team_id, user_id).get("tz")
+        zone = self.locales.user(self.slack(team_id), team_id, user_id).get("tz")
         try:
             return ZoneInfo(zone) if zone else self.workspace_zone(team_id)
         except (ValueError, KeyError):
@@ -77,7 +94,7 @@ class JobContext:
 
     def translator_for(self, team_id: str, user_id: str) -> Translator:
         config = self.config(team_id)
-        locale = self.locales.locale(self.client, team_id, user_id)
+        locale = self.locales.locale(self.slack(team_id), team_id, user_id)
         return translator(language_of(locale, config.language), config.currency)
 
     def workspace_translator(self, team_id: str) -> Translator:
@@ -87,17 +104,16 @@ class JobContext:
     def managers(self, team_id: str) -> frozenset[str]:
         config = self.config(team_id)
         group = (
-            self.locales.group_members(self.client, team_id, config.manager_group)
+            self.locales.group_members(self.slack(team_id), team_id, config.manager_group)
             if config.manager_group
             else frozenset()
         )
         return config.managers | group
 
-    def dm(self, user_id: str, message: blocks.Message) -> str:
-        channel = self.client.conversations_open(users=user_id)["channel"]["id"]
-        self.client.chat_postMessage(
-            channel=channel, **message, unfurl_links=False, unfurl_media=False
-        )
+    def dm(self, team_id: str, user_id: str, message: blocks.Message) -> str:
+        client = self.slack(team_id)
+        channel = client.conversations_open(users=user_id)["channel"]["id"]
+        client.chat_postMessage(channel=channel, **message, unfurl_links=False, unfurl_media=False)
         return channel
 
 
@@ -235,14 +251,16 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
                             (info, _why(ctx.workspace_translator(team_id), deal, now, local.date()))
                         )
             if items:
-                ctx.dm(owner, blocks.nudge_dm(tr, items, len(items)))
+                ctx.dm(team_id, owner, blocks.nudge_dm(tr, items, len(items)))
             finish(ctx, run_id, f"nudged {len(items)} deals", now)
             done.append(f"{team_id}: nudged {owner} about {len(items)} deals")
         if escalations:
             managers = ctx.managers(team_id)
             for manager in sorted(managers):
                 ctx.dm(
-                    manager, blocks.escalation_dm(ctx.translator_for(team_id, manager), escalations)
+                    team_id,
+                    manager,
+                    blocks.escalation_dm(ctx.translator_for(team_id, manager), escalations),
                 )
             done.append(
                 f"{team_id}: escalated {len(escalations)} deals to {len(managers)} managers"
@@ -285,9 +303,9 @@ def reminders(ctx: JobContext, now: dt.datetime) -> list[str]:
             message = blocks.reminder_dm(
                 tr, presenters.deal_infos(session, deal.team_id, [deal])[0], reminder.text
             )
-            user_id = reminder.user_id
+            user_id, team_id = reminder.user_id, reminder.team_id
         try:
-            ctx.dm(user_id, message)
+            ctx.dm(team_id, user_id, message)
         except SlackApiError:
             # Put it back so the next run tries again rather than losing it.
             with ctx.sessions.begin() as session:
@@ -321,16 +339,16 @@ def weekly_report(ctx: JobContext, now: dt.datetime) -> list[str]:
         if run_id is None:
             done.append(f"{team_id}: weekly report {report.iso_week} was already posted")
             continue
-        ctx.client.files_upload_v2(
+        ctx.slack(team_id).files_upload_v2(
             channel=channel,
             content=png,
             filename=f"funnel-{report.iso_week}.png",
             title=tr("report.title", week=report.iso_week),
         )
-        posted = ctx.client.chat_postMessage(
+        posted = ctx.slack(team_id).chat_postMessage(
             channel=channel, **blocks.weekly_report_message(tr, report), unfurl_links=False
         )
-        ctx.client.chat_postMessage(
+        ctx.slack(team_id).chat_postMessage(
             channel=channel,
             thread_ts=posted["ts"],
             **blocks.weekly_thread(tr, report),
@@ -345,7 +363,7 @@ def weekly_report(ctx: JobContext, now: dt.datetime) -> list[str]:
 def _remember_report_link(ctx: JobContext, team_id: str, channel: str, ts: str) -> None:
     """Keep the latest report's permalink for managers' App Home (best effort)."""
     try:
-        link = ctx.client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
+        link = ctx.slack(team_id).chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
     except SlackApiError as exc:
         logger.info("no permalink for the weekly report: %s", exc)
         return

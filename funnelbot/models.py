@@ -250,3 +250,18 @@ class SeenRequest(Base):
 
     key: so.Mapped[str] = so.mapped_column(sa.String(100), primary_key=True)
     at: so.Mapped[dt.datetime] = so.mapped_column(UTCDateTime, index=True)
+
+
+def _slack_sdk_tables() -> None:
+    """slack_sdk's OAuth installation and state tables, declared on our metadata so our
+    migrations create them and the schema check covers them.
+    https://tools.slack.dev/python-slack-sdk/oauth/"""
+    from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+    from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
+
+    SQLAlchemyInstallationStore.build_installations_table(Base.metadata, "slack_installations")
+    SQLAlchemyInstallationStore.build_bots_table(Base.metadata, "slack_bots")
+    SQLAlchemyOAuthStateStore.build_oauth_states_table(Base.metadata, "slack_oauth_states")
+
+
+_slack_sdk_tables()

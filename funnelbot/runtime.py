@@ -66,9 +66,14 @@ def build_runtime(
     services = Services(settings=settings, sessions=sessions)
     if clock is not None:
         services.clock = clock
-    bolt = build_bolt_app(services)
+    bolt = build_bolt_app(services, engine=engine)
     job_context = JobContext(
-        settings, sessions, bolt.client, locales=services.locales, configs=services.configs
+        settings,
+        sessions,
+        bolt.client,
+        locales=services.locales,
+        configs=services.configs,
+        installations=bolt.installation_store if settings.oauth else None,
     )
     runtime = Runtime(
         settings, engine, sessions, services, bolt, wsgi=lambda e, s: [], jobs=job_context

@@ -18,6 +18,7 @@ from funnelbot.middleware import log_request
 
 logger = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
+OAUTH_PATHS = ("/slack/install", "/slack/oauth_redirect")
 MAX_BODY = 1_000_000  # Slack payloads are far smaller; refuse anything bigger unread
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -60,6 +61,8 @@ def create_wsgi_app(bolt: App, ready: Callable[[], bool]) -> WSGIApp:
                 "200 OK" if ok else "503 Service Unavailable",
                 b"ready\n" if ok else b"database unavailable\n",
             )
+        if path in OAUTH_PATHS and method == "GET" and bolt.oauth_flow is not None:
+            return _logged(slack, environ, start_response)
         if path == EVENTS_PATH and method == "POST":
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)

@@ -350,6 +350,8 @@ class FakeSlack:
         self.validate_blocks = validate_blocks
         self.users: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
+        # The workspace that oauth.v2.access installs into (team id, name).
+        self.oauth_team: tuple[str, str] = ("T0OAUTH", "OAuth Co")
         self.files: dict[str, dict[str, Any]] = {}
         # Latest version of each message posted or updated: (channel, ts) -> params.
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
@@ -568,6 +570,20 @@ class FakeSlack:
             with self._cond:
                 self.messages.pop((params.get("channel", ""), params.get("ts", "")), None)
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
+        if method == "oauth.v2.access":
+            team_id, team_name = self.oauth_team
+            return {
+                "ok": True,
+                "app_id": "A0FUNNEL",
+                "authed_user": {"id": "UINSTALLER"},
+                "scope": "commands,chat:write",
+                "token_type": "bot",
+                "access_token": f"xoxb-oauth-{team_id}",
+                "bot_user_id": "UBOT2",
+                "team": {"id": team_id, "name": team_name},
+                "enterprise": None,
+                "is_enterprise_install": False,
+            }
         if method == "chat.getPermalink":
             ts = str(params.get("message_ts", "")).replace(".", "")
             return {
@@ -772,7 +788,7 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                     if fault:
                         self._fault_response(call, fault)
                         return
-                    if call.token is None and method != "api.test":
+                    if call.token is None and method not in ("api.test", "oauth.v2.access"):
                         answer: dict[str, Any] = {"ok": False, "error": "not_authed"}
                     else:
                         answer = fake._answer(method, params)
