@@ -18,6 +18,7 @@ from funnelbot.config import normalize_database_url
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant shared by every replica: the advisory lock that serialises start-up migrations.
 MIGRATION_LOCK_ID = 0x46554E4E454C  # "FUNNEL"
+READONLY = "funnelbot_readonly"
 
 
 def make_engine(url: str, **kwargs: object) -> sa.Engine:
@@ -38,7 +39,9 @@ def make_engine(url: str, **kwargs: object) -> sa.Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers (WAL) need no write lock; writers take it up front.
+            readonly = conn.get_execution_options().get(READONLY, False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
@@ -49,6 +52,11 @@ def make_engine(url: str, **kwargs: object) -> sa.Engine:
 
 def make_session_factory(engine: sa.Engine) -> so.sessionmaker[so.Session]:
     return so.sessionmaker(engine, expire_on_commit=False)
+
+
+def make_readonly_session_factory(engine: sa.Engine) -> so.sessionmaker[so.Session]:
+    """Sessions for answers that change nothing (on SQLite they take no write lock)."""
+    return so.sessionmaker(engine.execution_options(**{READONLY: True}), expire_on_commit=False)
 
 
 def alembic_config(engine: sa.Engine):  # type: ignore[no-untyped-def]

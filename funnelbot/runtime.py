@@ -63,7 +63,9 @@ def build_runtime(
     if migrate:
         db.upgrade(engine)
     sessions = db.make_session_factory(engine)
-    services = Services(settings=settings, sessions=sessions)
+    services = Services(
+        settings=settings, sessions=sessions, readers=db.make_readonly_session_factory(engine)
+    )
     if clock is not None:
         services.clock = clock
     bolt = build_bolt_app(services, engine=engine)

@@ -96,9 +96,20 @@ class Services:
     # Called after a user changed a deal, to refresh their App Home.
     on_deal_changed: Callable[[WebClient, str, str], None] | None = None
 
+    readers: so.sessionmaker[so.Session] | None = None
+    _known_teams: set[str] = field(default_factory=set)
+
     def __post_init__(self) -> None:
         if self.configs is None:
             self.configs = ConfigCache(self.settings, self.sessions)
+
+    def _ensure_workspace(self, team_id: str) -> None:
+        """The workspace row and its stages, created on first sight (checked once per process)."""
+        if team_id in self._known_teams:
+            return
+        with self.sessions.begin() as session:
+            domain.ensure_workspace(session, team_id, self.clock())
+        self._known_teams.add(team_id)
 
     def require_admin(self, actor: domain.Actor, team_id: str, what: str) -> None:
         if not actor.is_admin:
@@ -129,16 +140,20 @@ class Services:
         locale = self.locales.locale(client, team_id, user_id)
         return translator(language_of(locale, config.language), config.currency)
 
-    def transaction(self, team_id: str, work: Callable[[so.Session], T]) -> T:
+    def transaction(
+        self, team_id: str, work: Callable[[so.Session], T], *, readonly: bool = False
+    ) -> T:
         """Run `work` in one transaction; a lost optimistic-lock race is retried afresh.
 
         A retried button click then finds the deal's new version and is refused as stale,
-        while a text command simply acts on the deal as it now is.
+        while a text command simply acts on the deal as it now is. `readonly` answers
+        (show, list, /funnel) take no write lock on SQLite.
         """
+        self._ensure_workspace(team_id)
+        factory = self.readers if readonly and self.readers is not None else self.sessions
         for attempt in range(CONFLICT_RETRIES):
             try:
-                with self.sessions.begin() as session:
-                    domain.ensure_workspace(session, team_id, self.clock())
+                with factory.begin() as session:
                     return work(session)
             except StaleDataError:
                 logger.info("concurrent change, retrying (attempt %d)", attempt + 1)
@@ -218,17 +233,26 @@ class Turn:
             self.client.chat_postMessage(channel=self.user_id, **message, unfurl_links=False)
 
     def in_transaction(
-        self, work: Callable[[so.Session], blocks.Message], *, replace: bool = False
+        self,
+        work: Callable[[so.Session], blocks.Message],
+        *,
+        replace: bool = False,
+        readonly: bool = False,
     ) -> None:
-        self.answer(self.services.transaction(self.team_id, work), replace=replace)
+        self.answer(
+            self.services.transaction(self.team_id, work, readonly=readonly), replace=replace
+        )
 
     def changed(self) -> None:
         """After the user changed a deal: refresh their App Home (best effort)."""
         if self.services.on_deal_changed is not None:
             try:
                 self.services.on_deal_changed(self.client, self.team_id, self.user_id)
-            except Exception:  # noqa: BLE001 - the change itself is done and answered
-                logger.exception("could not refresh the App Home")
+            except Exception as exc:  # noqa: BLE001 - the change itself is done and answered
+                if is_database_down(exc):  # expected while the database is away: no trace
+                    logger.warning("could not refresh the App Home: database unavailable: %s", exc)
+                else:
+                    logger.exception("could not refresh the App Home")
 
     def safely(self, action: Callable[[], None]) -> None:
         try:
@@ -259,4 +283,4 @@ class Turn:
                 self.tr, info, meta=self.meta(number=err.number, version=err.version)
             )
 
-        self.open_modal(self.services.transaction(self.team_id, modal))
+        self.open_modal(self.services.transaction(self.team_id, modal, readonly=True))

@@ -58,7 +58,7 @@ class ButtonTurn(Turn):
             deal = domain.get_deal(session, self.team_id, self.number)
             return self.card(session, deal, self.tr("error.stale", number=self.number))
 
-        self.in_transaction(current)
+        self.in_transaction(current, readonly=True)
 
     def change(self, apply: Callable[[so.Session, Deal], str]) -> None:
         """Apply a change to the drawn version and redraw the card in place."""
@@ -87,7 +87,9 @@ class ButtonTurn(Turn):
                 raise Forbidden("error.forbidden", number=deal.number, owner=deal.owner_id)
             return build(presenters.deal_info(deal))
 
-        self.run(lambda: self.open_modal(self.services.transaction(self.team_id, modal)))
+        self.run(
+            lambda: self.open_modal(self.services.transaction(self.team_id, modal, readonly=True))
+        )
 
     def meta_for(self, info: presenters.DealInfo) -> dict[str, Any]:
         return self.meta(number=info.number, version=info.version)
@@ -167,4 +169,4 @@ def register(app: App, services: Services) -> None:
         def current(session: so.Session) -> blocks.Message:
             return t.card(session, domain.get_deal(session, t.team_id, t.number))
 
-        t.run(lambda: t.in_transaction(current))
+        t.run(lambda: t.in_transaction(current, readonly=True))

@@ -112,7 +112,7 @@ class DealCommand(Turn):
                     self.tr, stages, owner_id=self.user_id, meta=self.meta()
                 )
 
-            self.open_modal(self.services.transaction(self.team_id, modal))
+            self.open_modal(self.services.transaction(self.team_id, modal, readonly=True))
             return
         parsed = parsing.parse_quick_create(rest, self.today())
 
@@ -163,7 +163,7 @@ class DealCommand(Turn):
                 presenters.deal_infos(session, self.team_id, found), total, self.tr, title
             )
 
-        self.in_transaction(render)
+        self.in_transaction(render, readonly=True)
 
     def _one_ref(self, rest: str) -> str:
         ref, extra = split_head(rest)
@@ -175,7 +175,9 @@ class DealCommand(Turn):
 
     def show(self, rest: str) -> None:
         ref = self._one_ref(rest)
-        self.in_transaction(lambda session: self.card(session, self.resolve(session, ref)))
+        self.in_transaction(
+            lambda session: self.card(session, self.resolve(session, ref)), readonly=True
+        )
 
     def _change(self, ref: str, change: Callable[[so.Session, Deal], str]) -> None:
         """Resolve the ref, apply the change to the deal as it is now, answer with its card."""
@@ -315,7 +317,7 @@ class DealCommand(Turn):
                 self.tr, info, meta=self.meta(number=info.number, version=info.version)
             )
 
-        self.open_modal(self.services.transaction(self.team_id, modal))
+        self.open_modal(self.services.transaction(self.team_id, modal, readonly=True))
 
 
 def register(app: App, services: Services) -> None:

@@ -136,7 +136,7 @@ class FunnelCommand(Turn):
             "sources": self.sources,
             "velocity": self.velocity,
         }
-        self.in_transaction(lambda session: answers[q.kind](session, q, today))
+        self.in_transaction(lambda session: answers[q.kind](session, q, today), readonly=True)
 
     def chart(self, q: Question, today: dt.date) -> None:
         """Post the funnel picture in the channel the command came from."""
@@ -147,7 +147,7 @@ class FunnelCommand(Turn):
                 reports.chart_data(session, self.team_id, period, self.tr, tz=self.tz)
             )
 
-        png = self.services.transaction(self.team_id, render)
+        png = self.services.transaction(self.team_id, render, readonly=True)
         try:
             self.client.files_upload_v2(
                 channel=self.channel_id,

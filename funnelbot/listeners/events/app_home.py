@@ -59,7 +59,7 @@ def build_home(services: Services, client: WebClient, team_id: str, user_id: str
             }
         return blocks.home_view(tr, attention=attention, by_stage=by_stage, team=team)
 
-    return services.transaction(team_id, gather)
+    return services.transaction(team_id, gather, readonly=True)
 
 
 def publish_home(services: Services, client: WebClient, team_id: str, user_id: str) -> None:
