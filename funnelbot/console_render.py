@@ -404,7 +404,7 @@ class _Renderer:
         return f"[image: {label}]" + (f" {where}" if where else "")
 
     def _image(self, block: Mapping[str, Any]) -> None:
-        self.emit(self._image_text(block))
+        self.lines.append(self._image_text(block))  # a path or URL is never wrapped
 
     def _actions(self, block: Mapping[str, Any]) -> None:
         items = []

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm as so
 
 from funnelbot import deals as domain
+from funnelbot.config import Settings
 from funnelbot.models import LOST, OPEN, WON, Deal, Stage, Workspace
 
 TEAM_ID = "T_LOCAL"
@@ -416,64 +417,102 @@ class FunnelSummary:
 
 
 def funnel_summary(
-    session: so.Session, team_id: str, now: dt.datetime | None = None
+    session: so.Session, team_id: str, now: dt.datetime | None = None, *, tz: str = "UTC"
 ) -> FunnelSummary:
-    """Open deals and value per stage, won/lost counts, stalled open deals (plain GROUP BY)."""
+    """Open deals and value per stage, won/lost counts and stalled deals, right now."""
+    from zoneinfo import ZoneInfo
+
+    from funnelbot import metrics
+
     now = now or domain.utcnow()
+    stages = [
+        StageLine(s.key, s.name, s.name_zh, s.deals, s.amount)
+        for s in metrics.open_by_stage(session, team_id)
+    ]
     rows = session.execute(
-        sa.select(
-            Deal.stage_id,
-            Deal.status,
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(Deal.amount), 0),
-        )
+        sa.select(Deal.status, sa.func.count(), sa.func.coalesce(sa.func.sum(Deal.amount), 0))
         .where(Deal.team_id == team_id)
-        .group_by(Deal.stage_id, Deal.status)
+        .group_by(Deal.status)
     ).all()
-    by_stage = {(stage_id, status): (int(n), Decimal(str(v))) for stage_id, status, n, v in rows}
-    lines = []
-    for stage in domain.open_stages(session, team_id):
-        n, v = by_stage.get((stage.id, OPEN), (0, Decimal(0)))
-        lines.append(StageLine(stage.key, stage.name_en, stage.name_zh, n, v))
-    won = [val for (sid, status), val in by_stage.items() if status == WON]
-    lost = [val for (sid, status), val in by_stage.items() if status == LOST]
-    stalled = 0
-    for stage in domain.open_stages(session, team_id):
-        if stage.stall_days:
-            stalled += (
-                session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(Deal)
-                    .where(
-                        Deal.team_id == team_id,
-                        Deal.status == OPEN,
-                        Deal.stage_id == stage.id,
-                        Deal.last_activity_at < now - dt.timedelta(days=stage.stall_days),
-                    )
-                )
-                or 0
-            )
+    by_status = {status: (int(n), Decimal(str(v))) for status, n, v in rows}
+    today = now.astimezone(ZoneInfo(tz)).date()
+    _, stalled = metrics.stalled_deals(session, team_id, now, today, limit=1)
+    won, won_value = by_status.get(WON, (0, Decimal(0)))
     return FunnelSummary(
-        stages=lines,
-        won=sum(n for n, _ in won),
-        won_value=sum((v for _, v in won), Decimal(0)),
-        lost=sum(n for n, _ in lost),
+        stages=stages,
+        won=won,
+        won_value=won_value,
+        lost=by_status.get(LOST, (0, Decimal(0)))[0],
         stalled=stalled,
-        total=sum(n for n, _ in by_stage.values()),
+        total=sum(n for n, _ in by_status.values()),
     )
 
 
 def summary_text(summary: FunnelSummary, money: Callable[[Decimal], str], lang: str = "en") -> str:
     """The summary as a small table for a terminal."""
-    name = (lambda s: s.name_zh) if lang.startswith("zh") else (lambda s: s.name_en)
-    width = max([len("Stage")] + [len(name(s)) for s in summary.stages]) + 2
+    zh = lang.startswith("zh")
+    width = (
+        max(
+            [len("Open total")]
+            + [len(s.name_zh if zh else s.name_en) * (2 if zh else 1) for s in summary.stages]
+        )
+        + 2
+    )
     lines = [f"{'Stage':<{width}}{'Open':>6}  {'Value':>14}"]
     for s in summary.stages:
-        lines.append(f"{name(s):<{width}}{s.open_deals:>6}  {money(s.open_value):>14}")
+        name = s.name_zh if zh else s.name_en
+        lines.append(
+            f"{name}{' ' * (width - len(name) * (2 if zh else 1))}{s.open_deals:>6}  {money(s.open_value):>14}"
+        )
     open_deals = sum(s.open_deals for s in summary.stages)
     open_value = sum((s.open_value for s in summary.stages), Decimal(0))
     lines.append(f"{'Open total':<{width}}{open_deals:>6}  {money(open_value):>14}")
     lines.append(f"{'Won':<{width}}{summary.won:>6}  {money(summary.won_value):>14}")
     lines.append(f"{'Lost':<{width}}{summary.lost:>6}")
-    lines.append(f"Stalled open deals (no activity past their stage's limit): {summary.stalled}")
+    lines.append(
+        f"Stalled: {summary.stalled} open deals idle past their stage's limit or with a next step overdue"
+    )
     return "\n".join(lines)
+
+
+def run_demo(
+    session_factory: Callable[[], so.Session],
+    settings: Settings,
+    team_id: str = TEAM_ID,
+    *,
+    seed: int = 42,
+    now: dt.datetime | None = None,
+) -> str:
+    """`funnelbot demo`: seed (once) and say what there is and what to try next."""
+    from funnelbot.i18n import translator
+
+    now = now or domain.utcnow()
+    result = seed_demo(session_factory, team_id, now, seed=seed)
+    with session_factory() as session:
+        summary = funnel_summary(session, team_id, now, tz=settings.timezone)
+    tr = translator(settings.language, settings.currency)
+    if result.seeded:
+        head = (
+            f"Added the demo team to workspace {team_id}: {result.deals} deals over the last "
+            f"six months, {len(REPS)} reps and {len(MANAGERS)} managers."
+        )
+    else:
+        head = f"Workspace {team_id} already has {result.deals} deals; nothing was added."
+    reps = ", ".join(f"{u.name} ({u.user_id})" for u in REPS)
+    managers = ", ".join(f"{u.name} ({u.user_id})" for u in MANAGERS)
+    shell = "funnelbot shell" + ("" if team_id == TEAM_ID else f" --team {team_id}")
+    return f"""{head}
+
+{summary_text(summary, tr.money, tr.lang)}
+
+Reps: {reps}
+Managers: {managers}
+
+Try it in the local console, no Slack needed:
+  {shell:<26} (or python bot.py while .env has no Slack tokens)
+  /deal list all             the team's open deals
+  :as UALICE                 act as Alice; /deal list, then :click a button
+  /deal new Acme 50k         log a deal; /deal opens the form instead
+  /funnel                    the funnel; /funnel conversion, /funnel stalled
+  :run stalled-nudges        the DMs reps get about neglected deals
+  :help                      everything else"""

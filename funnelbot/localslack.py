@@ -145,10 +145,11 @@ class LocalSlack:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
+        if self._thread is not None:  # shutdown() would wait forever on a server never started
+            self._server.shutdown()
             self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
 
     def __enter__(self) -> LocalSlack:
         return self.start()
@@ -335,9 +336,15 @@ class LocalSlack:
                         ),
                         "",
                     )
-                if view_id not in self.views:
+                homes = {v.get("id"): user for user, v in self.home.items()}
+                if view_id in homes:  # a Home tab: update it in place
+                    method = "views.publish"
+                    params["user_id"] = homes[view_id]
+                    previous = self.home[homes[view_id]]
+                elif view_id not in self.views:
                     return {"ok": False, "error": "not_found"}
-                previous = self.views[view_id]
+                else:
+                    previous = self.views[view_id]
                 root, before = previous.get("root_view_id"), previous.get("previous_view_id")
             elif method == "views.publish":
                 user_id = str(params.get("user_id") or "")

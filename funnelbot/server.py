@@ -17,7 +17,13 @@ logger = logging.getLogger(__name__)
 
 def serve(settings: Settings, *, workers: int | None = None) -> int:
     mode = settings.mode
-    logger.info("starting funnelbot in %s mode: %r", mode, settings)
+    # The console is for people at a terminal; keep its first screen clean.
+    logger.log(
+        logging.DEBUG if mode == "console" else logging.INFO,
+        "starting funnelbot in %s mode: %r",
+        mode,
+        settings,
+    )
     if mode == "console":
         from funnelbot import console
 
