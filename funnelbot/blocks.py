@@ -247,13 +247,16 @@ def candidates(ref: str, options: Sequence[tuple[int, str]], tr: Translator) -> 
         text,
         [
             {"type": "section", "text": plain(text)},
-            {
-                "type": "actions",
-                "elements": [
-                    button(f"#{number} {name}", Action.SHOW, f"{number}:0")
-                    for number, name in options[:10]
-                ],
-            },
+            # One block per candidate: Slack refuses a block holding two equal action ids.
+            *(
+                {
+                    "type": "section",
+                    "block_id": f"candidate-{number}",
+                    "text": plain(f"#{number} {name}"),
+                    "accessory": button(tr("button.show"), Action.SHOW, f"{number}:0"),
+                }
+                for number, name in options[:10]
+            ),
         ],
     )
 
@@ -992,16 +995,23 @@ def settings_modal(tr: Translator, config: Any, *, meta: dict[str, Any]) -> dict
     return _modal(View.SETTINGS, tr("settings.title"), tr("modal.save"), tr, blocks, meta)
 
 
+HOME_BLOCKS = 100  # Slack's limit for a Home tab
+
+
 def home_view(
     tr: Translator,
     *,
     attention: Sequence[tuple[DealInfo, str]],
-    by_stage: Sequence[tuple[str, Sequence[DealInfo]]],
+    by_stage: Sequence[tuple[str, str, Sequence[DealInfo], int]],
     team: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """App Home: what needs me first, then my open deals by stage; managers also see the team."""
+    """App Home: what needs me first, then my open deals by stage; managers also see the team.
+
+    `by_stage` holds (stage key, stage name, the deals to list, how many the viewer has in
+    that stage). Each heading counts every deal; when they do not all fit in Slack's 100
+    blocks, each stage lists its share and says how to see the rest.
+    """
     blocks: list[Block] = [{"type": "header", "text": plain(tr("home.title"), HEADER_LIMIT)}]
-    budget = 90  # a Home view holds 100 blocks; keep room for the team part
     if attention:
         blocks.append({"type": "section", "text": mrkdwn(f"*{escape(tr('home.attention'))}*")})
         for deal, why in attention[:8]:
@@ -1012,16 +1022,43 @@ def home_view(
                 }
             )
             blocks.append(deal_buttons(deal, tr) | {"block_id": f"home-attention-{deal.number}"})
-    if not any(deals for _, deals in by_stage):
+    tail: list[Block] = []
+    if team:
+        tail.append({"type": "divider"})
+        tail.append({"type": "header", "text": plain(tr("home.team"), HEADER_LIMIT)})
+        tail.append({"type": "section", "text": mrkdwn(team["funnel"])})
+        if team.get("report_link"):
+            tail.append(
+                {
+                    "type": "section",
+                    "text": mrkdwn(f"<{team['report_link']}|{escape(tr('home.latest_report'))}>"),
+                }
+            )
+    stages = [(key, name, deals, total) for key, name, deals, total in by_stage if total]
+    if not stages:
         blocks.append({"type": "section", "text": plain(tr("home.empty"))})
-    for stage_name, deals in by_stage:
-        if not deals:
-            continue
+    # Room for the stages: each takes a divider, a heading and maybe a "more" line, plus
+    # one line at the end if some stages do not fit at all.
+    room = HOME_BLOCKS - len(blocks) - len(tail)
+    fitting = stages
+    while fitting and 3 * len(fitting) + (len(fitting) < len(stages)) > room:
+        fitting = fitting[:-1]
+    room -= 3 * len(fitting) + (len(fitting) < len(stages))
+    # Deals shared out stage by stage, one at a time, so every stage shows some.
+    shown = [0] * len(fitting)
+    while room > 0:
+        grew = False
+        for i, (_, _, deals, _) in enumerate(fitting):
+            if room > 0 and shown[i] < len(deals):
+                shown[i] += 1
+                room -= 1
+                grew = True
+        if not grew:
+            break
+    for (key, name, deals, total), count in zip(fitting, shown, strict=True):
         blocks.append({"type": "divider"})
-        blocks.append({"type": "section", "text": mrkdwn(f"*{escape(stage_name)}* ({len(deals)})")})
-        for deal in deals:
-            if len(blocks) > budget - (6 if team else 0):
-                break
+        blocks.append({"type": "section", "text": mrkdwn(f"*{escape(name)}* ({total})")})
+        for deal in deals[:count]:
             blocks.append(
                 {
                     "type": "section",
@@ -1031,15 +1068,137 @@ def home_view(
                     ),
                 }
             )
-    if team:
-        blocks.append({"type": "divider"})
-        blocks.append({"type": "header", "text": plain(tr("home.team"), HEADER_LIMIT)})
-        blocks.append({"type": "section", "text": mrkdwn(team["funnel"])})
-        if team.get("report_link"):
-            blocks.append(
+        if count < total:
+            more = tr("home.more", count=total - count, stage=key)
+            blocks.append({"type": "context", "elements": [plain(more)]})
+    if len(fitting) < len(stages):
+        rest = sum(total for _, _, _, total in stages[len(fitting) :])
+        blocks.append(
+            {"type": "context", "elements": [plain(tr("home.more_stages", count=rest))]}
+        )
+    blocks += tail
+    return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}
+
+
+def stages_modal(tr: Translator, specs: Sequence[Any], *, meta: dict[str, Any]) -> dict[str, Any]:
+    """`/funnel stages`: every open stage editable in place, one new stage, removal with
+    a destination for the deals it holds. Block ids are `s<i>_<field>` and `new_<field>`."""
+
+    def number(
+        value: Any, *, decimal: bool, minimum: str, maximum: str | None = None
+    ) -> dict[str, Any]:
+        element: dict[str, Any] = {
+            "type": "number_input",
+            "is_decimal_allowed": decimal,
+            "min_value": minimum,
+        }
+        if maximum is not None:
+            element["max_value"] = maximum
+        if value is not None:
+            element["initial_value"] = str(value)
+        return element
+
+    def block(
+        block_id: str,
+        label: str,
+        element: dict[str, Any],
+        *,
+        optional: bool = False,
+        hint: str | None = None,
+    ) -> Block:
+        b: Block = {
+            "type": "input",
+            "block_id": block_id,
+            "label": plain(label, 2000),
+            "element": {**element, "action_id": block_id},
+            "optional": optional,
+        }
+        if hint:
+            b["hint"] = plain(hint, 2000)
+        return b
+
+    def stage_inputs(prefix: str, spec: Any | None, position: int) -> list[Block]:
+        criteria = "\n".join(spec.exit_criteria) if spec is not None else None
+        return [
+            block(
+                f"{prefix}_name_en",
+                tr("stages.name_en"),
+                _text_input(spec.name_en if spec else None, max_length=80),
+                optional=spec is None,
+            ),
+            block(
+                f"{prefix}_name_zh",
+                tr("stages.name_zh"),
+                _text_input(spec.name_zh if spec else None, max_length=80),
+                optional=spec is None,
+            ),
+            block(
+                f"{prefix}_stall",
+                tr("stages.stall_days"),
+                number(spec.stall_days if spec else None, decimal=False, minimum="1"),
+                optional=True,
+            ),
+            block(
+                f"{prefix}_prob",
+                tr("stages.probability"),
+                number(spec.probability if spec else None, decimal=True, minimum="0", maximum="1"),
+                optional=spec is None,
+            ),
+            block(
+                f"{prefix}_pos",
+                tr("stages.position"),
+                number(position, decimal=False, minimum="1"),
+                optional=spec is None,
+            ),
+            block(
+                f"{prefix}_criteria",
+                tr("stages.criteria"),
+                _text_input(criteria, max_length=3000, multiline=True),
+                optional=True,
+                hint=tr("stages.criteria_hint"),
+            ),
+        ]
+
+    blocks: list[Block] = [{"type": "context", "elements": [plain(tr("stages.intro"))]}]
+    for i, spec in enumerate(specs):
+        blocks.append(
+            {
+                "type": "header",
+                "text": plain(
+                    f"{i + 1}. {spec.name_en} · {spec.name_zh} ({spec.key})", HEADER_LIMIT
+                ),
+            }
+        )
+        blocks += stage_inputs(f"s{i}", spec, i + 1)
+        blocks.append(
+            block(
+                f"s{i}_remove",
+                tr("stages.remove"),
                 {
-                    "type": "section",
-                    "text": mrkdwn(f"<{team['report_link']}|{escape(tr('home.latest_report'))}>"),
-                }
+                    "type": "checkboxes",
+                    "options": [{"text": plain(tr("stages.remove_option"), 75), "value": "remove"}],
+                },
+                optional=True,
             )
-    return {"type": "home", "blocks": blocks[:100]}
+        )
+    blocks.append({"type": "header", "text": plain(tr("stages.new_header"), HEADER_LIMIT)})
+    blocks.append(
+        block(
+            "new_key",
+            tr("stages.new_key"),
+            _text_input(None, max_length=40),
+            optional=True,
+            hint=tr("stages.new_key_hint"),
+        )
+    )
+    blocks += stage_inputs("new", None, len(specs) + 1)
+    blocks.append(
+        block(
+            "move_to",
+            tr("stages.move_to"),
+            _select([(s.key, f"{s.name_en} · {s.name_zh}") for s in specs], None),
+            optional=True,
+            hint=tr("stages.move_to_hint"),
+        )
+    )
+    return _modal(View.STAGES, tr("stages.title"), tr("modal.save"), tr, blocks[:100], meta)

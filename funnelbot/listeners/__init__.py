@@ -8,7 +8,7 @@ from funnelbot.listeners.actions import deal_buttons
 from funnelbot.listeners.commands import deal, funnel
 from funnelbot.listeners.context import Services
 from funnelbot.listeners.events import app_home
-from funnelbot.listeners.views import deal_modals, settings_modal
+from funnelbot.listeners.views import deal_modals, settings_modal, stages_modal
 
 
 def register_listeners(app: App, services: Services) -> None:
@@ -17,4 +17,5 @@ def register_listeners(app: App, services: Services) -> None:
     deal_buttons.register(app, services)
     deal_modals.register(app, services)
     settings_modal.register(app, services)
+    stages_modal.register(app, services)
     app_home.register(app, services)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import orm as so
 
-from funnelbot import blocks, charts, metrics, parsing, presenters, reports
+from funnelbot import blocks, charts, metrics, parsing, presenters, reports, stages
 from funnelbot import deals as domain
 from funnelbot.errors import UserError
 from funnelbot.listeners.context import Services, Turn
@@ -37,6 +38,9 @@ ALIASES = {
     "速度": "velocity",
     "帮助": "help",
 }
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass
@@ -72,7 +76,8 @@ def parse_question(text: str, today: dt.date) -> Question:
         elif word.lower() in ("from", "从") and i + 1 < len(words):
             question.from_stage = words[i + 1]
             i += 1
-        elif word.lower() in ("to", "到") and i + 1 < len(words):
+        elif word.lower() in ("to", "到") and i + 1 < len(words) and not _DAY.match(words[i + 1]):
+            # `to <stage>`; `2026-01-01 to 2026-03-31` is a period
             question.to_stage = words[i + 1]
             i += 1
         else:
@@ -124,8 +129,18 @@ class FunnelCommand(Turn):
             self.services.require_admin(self.actor, self.team_id, self.tr("settings.title"))
             self.open_modal(blocks.settings_modal(self.tr, self.config, meta=self.meta()))
             return
-        if q.kind in ("stages",):
-            raise UserError("error.not_yet", what=f"/funnel {q.kind}")
+        if q.kind == "stages":
+            if not (self.actor.is_admin or self.actor.is_manager):
+                raise UserError("stages.forbidden")
+
+            def modal(session: so.Session) -> dict[str, Any]:
+                specs = stages.current_specs(session, self.team_id)
+                return blocks.stages_modal(
+                    self.tr, specs, meta=self.meta(keys=[s.key for s in specs])
+                )
+
+            self.open_modal(self.services.transaction(self.team_id, modal, readonly=True))
+            return
         answers: dict[str, Callable[[so.Session, Question, dt.date], blocks.Message]] = {
             "summary": self.summary,
             "conversion": self.conversion,
