@@ -4,8 +4,10 @@ Normative definitions are SPEC §5. Rules this module adds where the spec is sil
 - A deal *reached* stage k if any history row entered k, a later open stage or `won`,
   judged by today's stage order (skips count as passing through). A deal moved back
   keeps what it reached: the furthest point it ever got to counts.
-- Removed stages keep their rows and position: history through them still counts for the
-  stages around them, but they are not listed. A renamed stage is listed by its new name.
+- Removed stages keep their rows (history points at them) and take the position of the
+  nearest surviving stage before them, so a deal that was in a removed stage counts as
+  having reached that neighbour; they are not listed. A renamed stage is listed by its
+  new name, old periods included.
 - Stay lengths are measured between consecutive history rows of a deal.
 Queries run unchanged on SQLite and PostgreSQL; Python only sums a handful of grouped rows.
 """
