@@ -82,14 +82,16 @@ def _date(text: str) -> dt.date:
 
 
 def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
-    from funnelbot import db, metrics
+    from funnelbot import db, metrics, teamconfig
     from funnelbot.periods import Period, unit_period
 
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
     team = _pick_team(engine, args.team)
-    today = _today(settings)
     with db.make_session_factory(engine)() as session:
+        # The workspace's time zone as stored from Slack wins over the environment (SPEC §7).
+        tz = teamconfig.load(session, settings, team).timezone
+        today = dt.datetime.now(ZoneInfo(tz)).date()
         if args.which == "conversion":
             until = args.until or today
             period = Period(args.since or until - dt.timedelta(days=89), until)
@@ -97,14 +99,14 @@ def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
                 session,
                 team,
                 period,
-                tz=settings.timezone,
+                tz=tz,
                 filters=metrics.Filters(owner=args.owner, source=args.source),
             )
         else:
             quarter = unit_period("quarter", args.as_of or today, 0)
             period = Period(args.since or quarter.since, args.until or quarter.until)
             result = metrics.forecast(
-                session, team, period, args.as_of or today, tz=settings.timezone, owner=args.owner
+                session, team, period, args.as_of or today, tz=tz, owner=args.owner
             )
     engine.dispose()
     if args.json:
@@ -134,7 +136,7 @@ def _fmt(value: object) -> str:
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    from funnelbot import db, importer
+    from funnelbot import db, importer, teamconfig
     from funnelbot.i18n import translator
 
     engine = db.make_engine(settings.database_url)
@@ -152,7 +154,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             session,
             team,
             source,
-            tz=settings.timezone,
+            tz=teamconfig.load(session, settings, team).timezone,
             lookup_owner=lookup,
             translate=lambda err: tr(err.code, **err.params),
         )

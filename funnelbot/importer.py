@@ -202,6 +202,17 @@ class Importer:
         return deals, history
 
 
+def _first_line(last_line: int, row: dict[str | None, object]) -> int:
+    """The line a record starts on: `line_num` is its last line, and a quoted field may
+    hold line breaks (LF, CRLF or CR: the file is read with newline="")."""
+    breaks = 0
+    for value in row.values():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                breaks += text.count("\n") + text.count("\r") - text.count("\r\n")
+    return last_line - breaks
+
+
 def run_import(
     session: so.Session,
     team_id: str,
@@ -229,7 +240,7 @@ def run_import(
     parsed: list[_Row] = []
     for row in reader:
         report.rows += 1
-        line = reader.line_num
+        line = _first_line(reader.line_num, row)
         try:
             parsed.append(importer.parse_row(line, row))
         except UserError as err:

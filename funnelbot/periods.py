@@ -72,7 +72,7 @@ def unit_period(unit: str, today: dt.date, offset: int) -> Period:
     raise ValueError(unit)
 
 
-_RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})\s*(?:\.\.|~|～|到|至)\s*(\d{4}-\d{2}-\d{2})$")
+_RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})\s*(?:\.\.|~|～|到|至|to)\s*(\d{4}-\d{2}-\d{2})$")
 _LAST_N = re.compile(r"^(?:last|past)\s+(\d{1,4})\s+days?$")
 _LAST_N_ZH = re.compile(r"^(?:近|最近|过去)(\d{1,4})天$")
 _EN = re.compile(r"^(this|last|previous|next)\s+(week|month|quarter|year)$")

@@ -18,7 +18,12 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 OPEN_KEYS = ("lead", "interest", "proposal", "negotiation")
-NAMES = {"lead": "Lead", "interest": "Interest", "proposal": "Proposal", "negotiation": "Negotiation"}
+NAMES = {
+    "lead": "Lead",
+    "interest": "Interest",
+    "proposal": "Proposal",
+    "negotiation": "Negotiation",
+}
 DEFAULT_P = {"lead": 0.10, "interest": 0.20, "proposal": 0.40, "negotiation": 0.70}
 STALL_DAYS = {"lead": 7, "interest": 14, "proposal": 14, "negotiation": 10}
 # Funnel order: skipping counts as passing through; `lost` is off the funnel.
@@ -211,9 +216,7 @@ def insert(session, team_id: str, plans: Iterable[Plan], *, actor_id: str = "UAD
             if step.action == "advance":
                 domain.advance(session, deal, actor, now=step.at)
             elif step.action == "move":
-                domain.move(
-                    session, deal, actor, stages[step.target], now=step.at, reason=None
-                )
+                domain.move(session, deal, actor, stages[step.target], now=step.at, reason=None)
             elif step.action == "win":
                 domain.win(session, deal, actor, now=step.at)
             elif step.action == "lose":
@@ -348,40 +351,52 @@ def expected_win_probabilities(
     return out
 
 
+def end_of_day(day: dt.date, tz: str) -> dt.datetime:
+    """The first instant after `day` in the time zone `tz`."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), ZoneInfo(tz))
+
+
+def stage_at(plan: Plan, instant: dt.datetime) -> str | None:
+    """The deal's stage just before `instant` (None: it did not exist yet)."""
+    before = [stage for at, stage in plan.events if at < instant]
+    return before[-1] if before else None
+
+
 def expected_pipeline(
     plans: Iterable[Plan],
     since: dt.date,
     until: dt.date,
     probabilities: dict[str, dict],
+    *,
+    as_of: dt.date,
+    tz: str,
     owner: str | None = None,
 ) -> dict:
-    """Open deals by expected close: in the period (both ends inclusive) and undated."""
+    """Deals open at the end of `as_of`, by expected close: in the period (both ends
+    inclusive), and undated."""
+    instant = end_of_day(as_of, tz)
+    open_then = [
+        (p, stage_at(p, instant))
+        for p in plans
+        if stage_at(p, instant) in OPEN_KEYS and (owner is None or p.owner == owner)
+    ]
     dated = [
-        p
-        for p in plans
-        if p.status == "open"
-        and (owner is None or p.owner == owner)
-        and p.expected_close is not None
-        and since <= p.expected_close <= until
+        (p, s) for p, s in open_then if p.expected_close and since <= p.expected_close <= until
     ]
-    undated = [
-        p
-        for p in plans
-        if p.status == "open" and (owner is None or p.owner == owner) and p.expected_close is None
-    ]
+    undated = [(p, s) for p, s in open_then if p.expected_close is None]
 
-    def weighted(deals: list[Plan]) -> float:
-        return sum(float(p.amount) * probabilities[p.stage]["p_win"] for p in deals)
+    def weighted(deals: list[tuple[Plan, str]]) -> float:
+        return sum(float(p.amount) * probabilities[s]["p_win"] for p, s in deals)
 
     return {
         "deals": len(dated),
-        "amount_open": float(sum((p.amount for p in dated), Decimal(0))),
+        "amount_open": float(sum((p.amount for p, _ in dated), Decimal(0))),
         "weighted": weighted(dated),
-        "amounts": [float(p.amount) for p in dated],
-        "probabilities": [probabilities[p.stage]["p_win"] for p in dated],
+        "amounts": [float(p.amount) for p, _ in dated],
+        "probabilities": [probabilities[s]["p_win"] for _, s in dated],
         "undated": {
             "deals": len(undated),
-            "amount_open": float(sum((p.amount for p in undated), Decimal(0))),
+            "amount_open": float(sum((p.amount for p, _ in undated), Decimal(0))),
             "weighted": weighted(undated),
         },
     }
