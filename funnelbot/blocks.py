@@ -1073,9 +1073,7 @@ def home_view(
             blocks.append({"type": "context", "elements": [plain(more)]})
     if len(fitting) < len(stages):
         rest = sum(total for _, _, _, total in stages[len(fitting) :])
-        blocks.append(
-            {"type": "context", "elements": [plain(tr("home.more_stages", count=rest))]}
-        )
+        blocks.append({"type": "context", "elements": [plain(tr("home.more_stages", count=rest))]})
     blocks += tail
     return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}
 

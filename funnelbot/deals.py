@@ -78,8 +78,10 @@ def ensure_workspace(session: so.Session, team_id: str, now: dt.datetime) -> Wor
             postgresql.insert(Workspace)
             .values(team_id=team_id, next_deal_number=1, settings={}, created_at=now)
             .on_conflict_do_nothing()
+            # RETURNING, not rowcount: an ORM-enabled INSERT reports rowcount -1.
+            .returning(Workspace.team_id)
         )
-        inserted = session.execute(stmt).rowcount
+        inserted = session.execute(stmt).first() is not None
     else:
         session.add(Workspace(team_id=team_id, next_deal_number=1, settings={}, created_at=now))
         session.flush()
@@ -394,6 +396,7 @@ def _confirm_criteria(
     actor: Actor,
     confirmed: Iterable[int] | None,
     now: dt.datetime,
+    target: Stage | None = None,
 ) -> None:
     """Leaving a stage forward: every exit criterion must be confirmed, and that is recorded."""
     criteria = deal.stage.criteria
@@ -401,7 +404,9 @@ def _confirm_criteria(
         return
     wanted = {c.id for c in criteria}
     if confirmed is None or not wanted <= set(confirmed):
-        raise CriteriaRequired(deal.number, deal.version, deal.stage.key)
+        raise CriteriaRequired(
+            deal.number, deal.version, deal.stage.key, target.key if target else None
+        )
     for criterion in criteria:
         session.add(
             ExitConfirmation(
@@ -453,7 +458,7 @@ def move(
         return lose(session, deal, actor, reason, now=now, expected_version=expected_version)
     forward = target.kind == WON or target.position > deal.stage.position
     if forward:
-        _confirm_criteria(session, deal, actor, confirmed, now)
+        _confirm_criteria(session, deal, actor, confirmed, now, target)
     _change_stage(session, deal, target, actor, now)
     return deal
 
@@ -465,10 +470,14 @@ def win(
     *,
     now: dt.datetime,
     expected_version: int | None = None,
+    confirmed: Iterable[int] | None = None,
 ) -> Deal:
+    """Won is forward: the stage's exit criteria are confirmed first, as for `move … won`."""
     _check(deal, actor, expected_version)
     _require_open(deal)
-    _change_stage(session, deal, terminal_stage(session, deal.team_id, WON), actor, now)
+    won = terminal_stage(session, deal.team_id, WON)
+    _confirm_criteria(session, deal, actor, confirmed, now, won)
+    _change_stage(session, deal, won, actor, now)
     return deal
 
 
@@ -484,9 +493,10 @@ def lose(
     _check(deal, actor, expected_version)
     _require_open(deal)
     reason = clean_optional(reason, field="lost_reason", limit=MAX_TEXT)
-    _change_stage(session, deal, terminal_stage(session, deal.team_id, LOST), actor, now)
+    lost = terminal_stage(session, deal.team_id, LOST)  # query first: autoflush bumps versions
+    # Set with the stage change: one UPDATE, one version, the one its history row records.
     deal.lost_reason = reason
-    session.flush()
+    _change_stage(session, deal, lost, actor, now)
     return deal
 
 

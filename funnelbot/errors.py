@@ -49,10 +49,16 @@ class AtLastOpenStage(UserError):
 
 
 class CriteriaRequired(UserError):
-    """Leaving a stage forward needs its exit criteria confirmed first."""
+    """Leaving a stage forward needs its exit criteria confirmed first.
 
-    def __init__(self, number: int, version: int, stage_key: str) -> None:
+    `target` is the stage key the blocked change was going to (None: the next stage), so
+    that confirming the criteria completes that very change."""
+
+    def __init__(
+        self, number: int, version: int, stage_key: str, target: str | None = None
+    ) -> None:
         super().__init__("deal.criteria_required", number=number, stage=stage_key)
         self.number = number
         self.version = version
         self.stage_key = stage_key
+        self.target = target

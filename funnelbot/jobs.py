@@ -17,7 +17,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -30,10 +30,12 @@ from funnelbot import blocks, charts, metrics, presenters, reports
 from funnelbot import deals as domain
 from funnelbot.config import Settings
 from funnelbot.i18n import Translator, language_of, translator
-from funnelbot.listeners.context import UserDirectory
 from funnelbot.middleware import prune_seen
 from funnelbot.models import Deal, JobRun, Nudge, Reminder, Workspace
 from funnelbot.teamconfig import ConfigCache, TeamConfig
+
+if TYPE_CHECKING:
+    from funnelbot.listeners.context import UserDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,14 @@ JOB_NAMES = ("stalled-nudges", "weekly-report", "reminders")
 CLAIM_LEASE = dt.timedelta(minutes=15)
 QUIET_PERIOD = dt.timedelta(hours=72)
 ESCALATE_AT = 3
+
+
+def _user_directory() -> UserDirectory:
+    # Imported here: funnelbot.listeners imports this module (App Home), so importing it
+    # at the top made `import funnelbot.jobs` (as `funnelbot jobs run` does) circular.
+    from funnelbot.listeners.context import UserDirectory
+
+    return UserDirectory()
 
 
 def claimer_id() -> str:
@@ -54,7 +64,7 @@ class JobContext:
     settings: Settings
     sessions: so.sessionmaker[so.Session]
     client: WebClient
-    locales: UserDirectory = field(default_factory=UserDirectory)
+    locales: UserDirectory = field(default_factory=_user_directory)
     configs: ConfigCache | None = None
     # With OAuth installs each workspace has its own bot token (slack_sdk InstallationStore).
     installations: Any = None
@@ -115,6 +125,11 @@ class JobContext:
         channel = client.conversations_open(users=user_id)["channel"]["id"]
         client.chat_postMessage(channel=channel, **message, unfurl_links=False, unfurl_media=False)
         return channel
+
+
+def _slack_error(exc: SlackApiError) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("error") if response is not None else exc)
 
 
 # --- the ledger -----------------------------------------------------------------------
@@ -219,6 +234,8 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
             if run_id is None:
                 continue
             tr = ctx.translator_for(team_id, owner)
+            owner_escalations: list[tuple[presenters.DealInfo, str]] = []
+            nudges: list[Nudge] = []
             with ctx.sessions.begin() as session:
                 deals = nudge_candidates(session, team_id, now, local.date()).get(owner, [])
                 infos = presenters.deal_infos(session, team_id, deals)
@@ -236,7 +253,7 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
                         or 0
                     )
                     escalate = earlier + 1 == ESCALATE_AT
-                    session.add(
+                    nudges.append(
                         Nudge(
                             team_id=team_id,
                             deal_id=deal.id,
@@ -247,21 +264,40 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
                         )
                     )
                     if escalate:
-                        escalations.append(
+                        owner_escalations.append(
                             (info, _why(ctx.workspace_translator(team_id), deal, now, local.date()))
                         )
+                session.add_all(nudges)
+                session.flush()
             if items:
-                ctx.dm(team_id, owner, blocks.nudge_dm(tr, items, len(items)))
+                try:
+                    ctx.dm(team_id, owner, blocks.nudge_dm(tr, items, len(items)))
+                except SlackApiError as exc:
+                    # Not delivered: forget this run's nudges and its claim, so the next
+                    # run tries again, and go on with the other reps.
+                    logger.warning("%s: could not nudge %s: %s", team_id, owner, exc)
+                    with ctx.sessions.begin() as session:
+                        session.execute(
+                            sa.delete(Nudge).where(Nudge.id.in_([n.id for n in nudges]))
+                        )
+                        session.execute(sa.delete(JobRun).where(JobRun.id == run_id))
+                    done.append(f"{team_id}: could not nudge {owner} ({_slack_error(exc)})")
+                    continue
+            escalations += owner_escalations
             finish(ctx, run_id, f"nudged {len(items)} deals", now)
             done.append(f"{team_id}: nudged {owner} about {len(items)} deals")
         if escalations:
             managers = ctx.managers(team_id)
             for manager in sorted(managers):
-                ctx.dm(
-                    team_id,
-                    manager,
-                    blocks.escalation_dm(ctx.translator_for(team_id, manager), escalations),
-                )
+                try:
+                    ctx.dm(
+                        team_id,
+                        manager,
+                        blocks.escalation_dm(ctx.translator_for(team_id, manager), escalations),
+                    )
+                except SlackApiError as exc:  # one unreachable manager must not stop the rest
+                    logger.warning("%s: could not escalate to %s: %s", team_id, manager, exc)
+                    done.append(f"{team_id}: could not escalate to {manager} ({_slack_error(exc)})")
             done.append(
                 f"{team_id}: escalated {len(escalations)} deals to {len(managers)} managers"
             )
@@ -306,13 +342,16 @@ def reminders(ctx: JobContext, now: dt.datetime) -> list[str]:
             user_id, team_id = reminder.user_id, reminder.team_id
         try:
             ctx.dm(team_id, user_id, message)
-        except SlackApiError:
-            # Put it back so the next run tries again rather than losing it.
+        except SlackApiError as exc:
+            # Put it back so the next run tries again rather than losing it, and go on:
+            # one undeliverable reminder (a deactivated user) must not hold up the others.
+            logger.warning("could not send reminder %s to %s: %s", reminder_id, user_id, exc)
             with ctx.sessions.begin() as session:
                 session.execute(
                     sa.update(Reminder).where(Reminder.id == reminder_id).values(sent_at=None)
                 )
-            raise
+            done.append(f"could not remind {user_id} (reminder {reminder_id}): {_slack_error(exc)}")
+            continue
         done.append(f"reminded {user_id} (reminder {reminder_id})")
     return done
 
@@ -339,21 +378,31 @@ def weekly_report(ctx: JobContext, now: dt.datetime) -> list[str]:
         if run_id is None:
             done.append(f"{team_id}: weekly report {report.iso_week} was already posted")
             continue
-        ctx.slack(team_id).files_upload_v2(
-            channel=channel,
-            content=png,
-            filename=f"funnel-{report.iso_week}.png",
-            title=tr("report.title", week=report.iso_week),
-        )
-        posted = ctx.slack(team_id).chat_postMessage(
-            channel=channel, **blocks.weekly_report_message(tr, report), unfurl_links=False
-        )
-        ctx.slack(team_id).chat_postMessage(
-            channel=channel,
-            thread_ts=posted["ts"],
-            **blocks.weekly_thread(tr, report),
-            unfurl_links=False,
-        )
+        try:
+            ctx.slack(team_id).files_upload_v2(
+                channel=channel,
+                content=png,
+                filename=f"funnel-{report.iso_week}.png",
+                title=tr("report.title", week=report.iso_week),
+            )
+            posted = ctx.slack(team_id).chat_postMessage(
+                channel=channel, **blocks.weekly_report_message(tr, report), unfurl_links=False
+            )
+        except Exception:
+            # The report is not out: give the week back, so a re-run (`funnelbot jobs run
+            # weekly-report`) posts it now instead of saying it was already posted.
+            with ctx.sessions.begin() as session:
+                session.execute(sa.delete(JobRun).where(JobRun.id == run_id))
+            raise
+        try:
+            ctx.slack(team_id).chat_postMessage(
+                channel=channel,
+                thread_ts=posted["ts"],
+                **blocks.weekly_thread(tr, report),
+                unfurl_links=False,
+            )
+        except SlackApiError as exc:  # the report itself is posted: do not post it twice
+            logger.warning("%s: the weekly report's thread reply failed: %s", team_id, exc)
         _remember_report_link(ctx, team_id, channel, posted["ts"])
         finish(ctx, run_id, f"posted to {channel}", now)
         done.append(f"{team_id}: weekly report {report.iso_week} posted to {channel}")

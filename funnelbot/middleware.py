@@ -73,6 +73,23 @@ def prune_seen(session: so.Session, now: dt.datetime) -> int:
     )
 
 
+def strip_nul(value: Any) -> Any:
+    """Remove U+0000 from every string of a payload, in place (dicts and lists are kept).
+
+    PostgreSQL text cannot hold NUL, so a name or note containing one would fail deep in
+    the database instead of being stored as typed; NUL carries nothing a person typed.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = strip_nul(item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            value[index] = strip_nul(item)
+    return value
+
+
 # What the middleware learnt about the request this thread is serving, for the access log
 # line that the WSGI layer writes once the response (the ack) is ready.
 current = threading.local()
@@ -84,7 +101,7 @@ def make_middleware(
     def middleware(
         req: BoltRequest, resp: BoltResponse, next: Callable[[], None]
     ) -> BoltResponse | None:  # noqa: A002
-        body = req.body or {}
+        body = strip_nul(req.body or {})
         kind, name = describe(body)
         current.info = {
             "kind": kind,

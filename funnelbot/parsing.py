@@ -196,6 +196,14 @@ def _scaled_amount(text: str) -> Decimal | None:
         return Decimal(match.group("number").replace(",", "")) * _MULTIPLIERS[match.group("suffix")]
 
 
+def _negative_amount(text: str) -> bool:
+    """`-5000`, `-$5k`, `$-5k`: an amount with a minus sign, which no deal may have."""
+    body = unicodedata.normalize("NFKC", text).strip()
+    if body[:1] in _CURRENCY_SYMBOLS:
+        body = body[1:]
+    return body[:1] in "-\u2212" and _scaled_amount(body[1:]) is not None
+
+
 def parse_amount(text: str) -> Decimal:
     """Read a deal amount as reps type it (50k, $5,000, 5万) into an exact 2-place Decimal."""
     value = _scaled_amount(text)
@@ -432,6 +440,9 @@ def parse_quick_create(text: str, today: date) -> QuickCreate:
         words.append(token)
 
     amount: Decimal | None = None
+    for token in words[1:]:
+        if token.quote_at is None and _negative_amount(token.text):
+            raise ParseError("error.bad_amount", value=unescape_slack(token.text))
     # The last unquoted number is the amount, unless it is the first word ("3M Company").
     for index in range(len(words) - 1, 0, -1):
         token = words[index]
@@ -478,6 +489,8 @@ def parse_ref(token: str) -> Ref:
         raise ParseError("error.ref_required")
     normalized = unicodedata.normalize("NFKC", stripped)
     match = _REF_NUMBER.fullmatch(normalized) or _REF_CHANNEL.fullmatch(normalized)
-    if match is not None and int(match.group(1)) <= _MAX_REF_NUMBER:
-        return Ref(int(match.group(1)), None)
+    # Length first: int() of a 10 000-digit string raises instead of answering.
+    digits = match.group(1) if match is not None else ""
+    if digits and len(digits) <= len(str(_MAX_REF_NUMBER)) and int(digits) <= _MAX_REF_NUMBER:
+        return Ref(int(digits), None)
     return Ref(None, unescape_slack(stripped))

@@ -43,9 +43,13 @@ class Leadership:
             try:
                 if self._conn is not None:
                     self._conn.exec_driver_sql("SELECT 1")
+                    # End the implicit transaction: the session-level advisory lock stays,
+                    # and the connection does not sit "idle in transaction" for days.
+                    self._conn.rollback()
                     return True
-            except sa.exc.DBAPIError:
+            except sa.exc.SQLAlchemyError:
                 self._drop()
+            conn = None
             try:
                 conn = self.engine.connect()
                 got = conn.exec_driver_sql(
@@ -54,6 +58,9 @@ class Leadership:
                 conn.commit()
             except sa.exc.DBAPIError as exc:
                 logger.warning("cannot reach the database to elect a scheduler leader: %s", exc)
+                if conn is not None:
+                    with contextlib.suppress(sa.exc.SQLAlchemyError):
+                        conn.close()
                 return False
             if got:
                 self._conn = conn
@@ -64,7 +71,16 @@ class Leadership:
 
     def _drop(self) -> None:
         if self._conn is not None:
-            with contextlib.suppress(sa.exc.DBAPIError):
+            # close() alone would return the connection to the pool with the session, and
+            # so the advisory lock, still alive: nobody could lead until the pool let go of
+            # it. Discard it instead; the server ends the session and frees the lock.
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                # Unlock first, synchronously, so another replica can lead at once.
+                self._conn.exec_driver_sql(f"SELECT pg_advisory_unlock({LEADER_LOCK_ID})")
+                self._conn.commit()
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self._conn.invalidate()
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
                 self._conn.close()
             self._conn = None
 
@@ -140,14 +156,18 @@ class Scheduler:
             self.scheduler.add_job(self.run, args=["weekly-report"], id="catch-up-weekly-report")
 
     def _weekly_report_due(self) -> bool:
-        """Whether this week's report slot has passed (within the grace period)."""
+        """Whether this week's report slot has passed and its report can still be made.
+
+        The grace period runs to the end of the slot's ISO week (workspace time): until
+        then the job, run now, reports on the same previous ISO week the slot would have.
+        Tuesday 10:00 after a Monday 09:00 slot catches up; the next Monday does not (that
+        week's own slot reports on the week that just ended instead).
+        """
         trigger = self.triggers()["weekly-report"]
         now = self.clock().astimezone(trigger.timezone)
         last_week = now - dt.timedelta(days=7)
         slot = trigger.get_next_fire_time(None, last_week)
-        return (
-            slot is not None and slot <= now and (now - slot).total_seconds() <= MISFIRE_GRACE * 4
-        )
+        return slot is not None and slot <= now and slot.isocalendar()[:2] == now.isocalendar()[:2]
 
     def reschedule(
         self,

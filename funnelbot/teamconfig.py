@@ -5,6 +5,7 @@ environment (SPEC §7). Stored values live in `workspaces.settings` (JSON).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,12 +13,15 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import get_currency_name
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm as so
 
 from funnelbot.config import Settings
 from funnelbot.errors import UserError
 from funnelbot.i18n import LANGUAGES
 from funnelbot.models import Workspace
+
+logger = logging.getLogger(__name__)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 STORED_KEYS = (
@@ -61,8 +65,10 @@ def team_config(settings: Settings, stored: Mapping[str, Any] | None) -> TeamCon
         weekly_day=s.get("weekly_day") or "mon",
         weekly_time=s.get("weekly_time") or "09:00",
         nudge_hour=int(s.get("nudge_hour", 9)),
-        # Roles from the environment always hold; Slack-stored ones add to them.
-        managers=settings.managers | frozenset(s.get("managers") or ()),
+        # The managers saved in /funnel settings win over the environment's like every
+        # other setting (the modal shows and saves the whole list, so a removal sticks).
+        # Admins are not edited in Slack: the environment's always hold.
+        managers=(frozenset(s["managers"]) if s.get("managers") is not None else settings.managers),
         admins=settings.admins | frozenset(s.get("admins") or ()),
         manager_group=s.get("manager_group") or None,
     )
@@ -114,7 +120,9 @@ def store(session: so.Session, team_id: str, values: Mapping[str, Any]) -> dict[
     for key, value in values.items():
         if key not in STORED_KEYS:
             continue
-        if value in (None, "", [], ()):
+        if key == "managers" and value is not None:
+            merged[key] = sorted(value)  # an empty list too: "no managers" wins as well
+        elif value in (None, "", [], ()):
             merged.pop(key, None)
         else:
             merged[key] = (
@@ -146,8 +154,20 @@ class ConfigCache:
             hit = self._known.get(team_id)
         if hit and time.monotonic() - hit[0] < self.TTL:
             return hit[1]
-        with self.sessions() as session:
-            config = load(session, self.settings, team_id)
+        try:
+            with self.sessions() as session:
+                config = load(session, self.settings, team_id)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            # The database is away. Go on with what we knew (else the environment's
+            # settings, uncached) so the caller gets as far as telling the user, in their
+            # language, that the database is unreachable, instead of failing silently.
+            logger.warning(
+                "settings of team %s unavailable (%s); using %s",
+                team_id,
+                exc,
+                "the last known ones" if hit else "the environment's",
+            )
+            return hit[1] if hit else team_config(self.settings, None)
         with self._lock:
             self._known[team_id] = (time.monotonic(), config)
         return config

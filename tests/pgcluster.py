@@ -219,6 +219,58 @@ def stop(path: str | os.PathLike[str]) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def _state(root: Path) -> dict[str, object]:
+    state = root / STATE_FILE
+    if not state.exists():
+        raise ClusterError(f"{root} holds no cluster started by this module")
+    return json.loads(state.read_text())
+
+
+def stop_server(path: str | os.PathLike[str]) -> None:
+    """Stop the server of the cluster in `path` (fast shutdown: open sessions are cut off)
+    and keep its files, so `start_server` can bring it back: a database outage."""
+    root = _cluster_root(path)
+    state = _state(root)
+    data = Path(str(state["data"]))
+    _run(
+        _as_server_user(
+            [
+                str(Path(str(state["bindir"])) / "pg_ctl"),
+                "-D",
+                str(data),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ]
+        )
+    )
+
+
+def start_server(path: str | os.PathLike[str]) -> None:
+    """Start a cluster stopped by `stop_server` again, on the same port: its URL holds."""
+    root = _cluster_root(path)
+    state = _state(root)
+    data, port = Path(str(state["data"])), int(str(state["port"]))
+    _run(
+        _as_server_user(
+            [
+                str(Path(str(state["bindir"])) / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "server.log"),
+                "-o",
+                _server_options(port, root / "sock"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["start"] and len(args) == 1:

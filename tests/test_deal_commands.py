@@ -10,9 +10,9 @@ import json
 import re
 from decimal import Decimal
 
+import pytest
 from helpers import (
     ADVANCE,
-    EDIT,
     LOST,
     NOTE,
     REOPEN,
@@ -23,7 +23,7 @@ from helpers import (
     all_text,
     button_values,
     buttons,
-    command_modal,
+    click,
     create_deal,
     deal_count,
     deal_row,
@@ -122,15 +122,34 @@ def test_quick_create_every_amount_form(app_server) -> None:
         assert row["amount"].quantize(Decimal("0.01")) == expected, typed
 
 
+def test_largest_amounts_are_exact(app_server, db_kind, request) -> None:
+    if db_kind == "sqlite":
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="BUG: SQLite keeps NUMERIC as an 8-byte REAL (15-16 significant "
+                "digits), so 999999999999999.99 comes back as 1000000000000000.00",
+                strict=True,
+            )
+        )
+    create_deal(app_server, '"Big one" 999999999999999.99')
+    create_deal(app_server, '"Odd cents" 123456789012345.67')
+    assert deal_row(app_server, 1)["amount"] == Decimal("999999999999999.99")
+    assert deal_row(app_server, 2)["amount"] == Decimal("123456789012345.67")
+
+
 def test_quick_create_chinese_name_and_amount(app_server) -> None:
     create_deal(app_server, "华为 云计算 5万 stage:方案")
     row = deal_row(app_server, 1)
-    assert (row["name"], row["amount"], row["stage"]) == ("华为 云计算", Decimal("50000"), "proposal")
+    assert (row["name"], row["amount"], row["stage"]) == (
+        "华为 云计算",
+        Decimal("50000"),
+        "proposal",
+    )
 
 
 def test_quick_create_close_words(app_server) -> None:
     before = dt.datetime.now(dt.UTC).date()
-    create_deal(app_server, 'Initech close:tomorrow')
+    create_deal(app_server, "Initech close:tomorrow")
     create_deal(app_server, 'Hooli close:"in 3 days"')
     after = dt.datetime.now(dt.UTC).date()
     assert deal_row(app_server, 1)["expected_close"] in {
@@ -228,13 +247,14 @@ def test_show_has_fields_history_and_notes(app_server) -> None:
     assert "Met the CFO; budget approved" in plain_texts(answer)
     history = [t for t in plain_texts(answer) + [all_text(answer)] if "→" in t]
     assert history and re.search(r"Lead\s*→\s*Interest", history[-1])
-    assert button_values(answer, ADVANCE) == ["1:2"]
+    # created (1), advanced (2), noted (3), next step set (4): buttons act on version 4
+    assert button_values(answer, ADVANCE) == ["1:4"]
 
 
 def test_refs_number_hash_and_prefix_case_insensitive(app_server) -> None:
     create_deal(app_server, '"Acme Corp" 1k')
     create_deal(app_server, '"Globex Industries" 2k')
-    for ref in ("#2", "2", "glob", "GLOBEX", "Globex Ind", "globex industries"):
+    for ref in ("#2", "2", "glob", "GLOBEX", '"Globex Ind"', '"globex industries"', "＃２"):
         answer = run_command(app_server, f"show {ref}")
         assert header_texts(answer) == ["#2 Globex Industries"], ref
     answer = run_command(app_server, 'show "acme corp"')
@@ -251,9 +271,13 @@ def test_ambiguous_prefix_answers_with_candidates(app_server) -> None:
     assert "acme" in answer["text"].lower()
     candidates = buttons(answer)
     assert sorted(int(b["value"].split(":")[0]) for b in candidates) == [1, 2]
-    labels = " ".join(b["text"]["text"] for b in candidates)
-    assert "Acme Corp" in labels and "Acme Labs" in labels
     assert {b["action_id"] for b in candidates} == {SHOW}
+    assert "Acme Corp" in all_text(answer) and "Acme Labs" in all_text(answer)
+    assert "Globex" not in all_text(answer)
+    # a candidate's button shows that deal
+    chosen = next(b for b in candidates if b["value"].startswith("2:"))
+    shown = click(app_server, SHOW, chosen["value"])
+    assert header_texts(shown) == ["#2 Acme Labs"]
 
 
 # --- advance, move --------------------------------------------------------------------
@@ -282,8 +306,6 @@ def test_advance_at_last_open_stage_offers_won_lost_and_does_not_close(app_serve
     assert button_values(answer, LOST) == ["1:1"]
     assert button_values(answer, ADVANCE) == []
     # and the Won button it offers closes the deal
-    from helpers import click
-
     won = click(app_server, WON, "1:1")
     assert deal_row(app_server, 1)["status"] == "won"
     assert won["replace_original"] is True
@@ -349,6 +371,11 @@ def test_won_reopen_lost_with_reason(app_server) -> None:
         ("won", "proposal"),
         ("proposal", "lost"),
     ]
+    # each stage change is one new version, the one its history row records: no gaps
+    assert [h["deal_version"] for h in history_rows(app_server, 1)] == [1, 2, 3, 4]
+    assert row["version"] == 4
+    run_command(app_server, "reopen #1")
+    assert [h["deal_version"] for h in history_rows(app_server, 1)] == [1, 2, 3, 4, 5]
 
 
 def test_lost_without_reason(app_server) -> None:
@@ -388,7 +415,9 @@ def test_note_is_stored_and_shown(app_server) -> None:
     create_deal(app_server, "Acme")
     answer = run_command(app_server, "note #1 Called the CFO,  budget is   fine")
     notes = note_rows(app_server, 1)
-    assert [(n["author"], n["text"]) for n in notes] == [("U1", "Called the CFO,  budget is   fine")]
+    assert [(n["author"], n["text"]) for n in notes] == [
+        ("U1", "Called the CFO,  budget is   fine")
+    ]
     assert "Called the CFO,  budget is   fine" in plain_texts(answer)
     # a note is activity, not a stage change
     assert len(history_rows(app_server, 1)) == 1
@@ -445,8 +474,21 @@ def test_empty_text_and_new_open_the_new_deal_modal(app_server) -> None:
 def test_help(app_server) -> None:
     answer = run_command(app_server, "help")
     text = all_text(answer)
-    for word in ("/deal", "new", "list", "show", "advance", "move", "won", "lost", "reopen",
-                 "note", "next", "assign", "edit"):
+    for word in (
+        "/deal",
+        "new",
+        "list",
+        "show",
+        "advance",
+        "move",
+        "won",
+        "lost",
+        "reopen",
+        "note",
+        "next",
+        "assign",
+        "edit",
+    ):
         assert word in text, word
 
 

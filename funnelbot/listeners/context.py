@@ -169,7 +169,9 @@ def is_database_down(exc: BaseException) -> bool:
 def error_message(tr: Translator, err: UserError) -> blocks.Message:
     """A user error in the user's language. Echoed input is shown literally."""
     params: dict[str, Any] = dict(err.params)
-    if "field" in params and tr.has(f"field.{params['field']}"):
+    # A deal field named in an `error.*` message is shown by its label; other messages
+    # (e.g. `stages.*` about a file's keys) name their field literally.
+    if "field" in params and err.code.startswith("error.") and tr.has(f"field.{params['field']}"):
         label = tr(f"field.{params['field']}")
         params["field"] = label.lower() if tr.lang == "en" else label
     people = {"owner", "admins"} & params.keys()
@@ -280,7 +282,9 @@ class Turn:
         def modal(session: so.Session) -> dict[str, Any]:
             info = presenters.deal_info(domain.get_deal(session, self.team_id, err.number))
             return blocks.criteria_modal(
-                self.tr, info, meta=self.meta(number=err.number, version=err.version)
+                self.tr,
+                info,
+                meta=self.meta(number=err.number, version=err.version, target=err.target),
             )
 
         self.open_modal(self.services.transaction(self.team_id, modal, readonly=True))

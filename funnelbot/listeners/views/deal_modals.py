@@ -24,7 +24,7 @@ from funnelbot import deals as domain
 from funnelbot.errors import StaleVersion, UserError
 from funnelbot.ids import Field, View
 from funnelbot.listeners.context import Services, Turn, error_message, failure_message
-from funnelbot.models import Deal
+from funnelbot.models import WON, Deal
 
 logger = logging.getLogger(__name__)
 
@@ -251,16 +251,34 @@ def register(app: App, services: Services) -> None:
 
         def apply(session: so.Session) -> blocks.Message:
             deal = s.deal(session)
+            if s.version is not None and deal.version != s.version:
+                # Changed since the checklist was drawn: its items may not be this stage's.
+                raise StaleVersion("error.stale", number=deal.number)
             if not {c.id for c in deal.stage.criteria} <= s.checked(Field.CRITERIA):
                 raise FieldErrors({Field.CRITERIA.value: s.tr("error.criteria_unchecked")})
-            domain.advance(
-                session,
-                deal,
-                s.actor,
-                now=services.clock(),
-                expected_version=s.version,
-                confirmed=s.checked(Field.CRITERIA),
-            )
+            # Complete the change the checklist interrupted: advance, move or won.
+            target_key = s.meta_in.get("target")
+            target = domain.find_stage(session, s.team_id, target_key) if target_key else None
+            now, version, confirmed = services.clock(), s.version, s.checked(Field.CRITERIA)
+            if target is None:
+                domain.advance(
+                    session, deal, s.actor, now=now, expected_version=version, confirmed=confirmed
+                )
+            elif target.kind == WON:
+                domain.win(
+                    session, deal, s.actor, now=now, expected_version=version, confirmed=confirmed
+                )
+                return s.card(session, deal, s.tr("deal.won", number=deal.number))
+            else:
+                domain.move(
+                    session,
+                    deal,
+                    s.actor,
+                    target,
+                    now=now,
+                    expected_version=version,
+                    confirmed=confirmed,
+                )
             return s.card(
                 session,
                 deal,

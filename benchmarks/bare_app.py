@@ -1,0 +1,48 @@
+"""A bare Bolt app: the yardstick for benchmarks/load.py.
+
+`/deal` and `/funnel` ack at once and answer "ok" through the response_url, with the same
+Bolt machinery (signature check, ack-then-listener thread pool, response_url post) and
+served by the same gunicorn settings as `funnelbot serve --workers N`, but no database,
+no parsing and no rendering:
+
+    SLACK_BOT_TOKEN=xoxb-… SLACK_SIGNING_SECRET=… SLACK_API_URL=http://…/api/ \\
+        gunicorn -w 2 -k gthread --threads 8 benchmarks.bare_app:app
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+
+bolt = App(
+    signing_secret=os.environ["SLACK_SIGNING_SECRET"],
+    client=WebClient(
+        token=os.environ["SLACK_BOT_TOKEN"],
+        base_url=os.environ.get("SLACK_API_URL") or "https://slack.com/api/",
+    ),
+    process_before_response=False,
+    logger=logging.getLogger("bare"),
+)
+
+
+@bolt.command(re.compile(r"^/(deal|funnel)$"))
+def answer(ack: Ack, respond: Respond) -> None:
+    ack()
+    respond(text="ok", response_type="ephemeral")
+
+
+_slack = SlackRequestHandler(bolt, path="/slack/events")
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    if environ.get("PATH_INFO") == "/healthz":
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+        return [b"ok\n"]
+    return _slack(environ, start_response)
