@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy import orm as so
@@ -14,7 +15,7 @@ from funnelbot import blocks, metrics, presenters
 from funnelbot import deals as domain
 from funnelbot.jobs import _why
 from funnelbot.listeners.context import Services
-from funnelbot.models import Workspace
+from funnelbot.models import OPEN, Deal, Workspace
 
 logger = logging.getLogger(__name__)
 HOME_DEALS = 60
@@ -36,12 +37,25 @@ def build_home(services: Services, client: WebClient, team_id: str, user_id: str
                 strict=True,
             )
         )
-        mine, _ = domain.list_deals(session, team_id, owner_id=user_id, limit=HOME_DEALS)
-        infos = presenters.deal_infos(session, team_id, mine)
-        by_stage = [
-            (stage.name(tr.lang), [i for i in infos if i.stage.key == stage.key])
-            for stage in domain.open_stages(session, team_id)
-        ]
+        # Every open deal of the viewer is counted per stage; the deals listed are the
+        # most recently active ones of each stage, as many as the Home can hold.
+        counts = dict(
+            session.execute(
+                sa.select(Deal.stage_id, sa.func.count())
+                .where(Deal.team_id == team_id, Deal.owner_id == user_id, Deal.status == OPEN)
+                .group_by(Deal.stage_id)
+            ).all()
+        )
+        by_stage = []
+        for stage in domain.open_stages(session, team_id):
+            total = int(counts.get(stage.id, 0))
+            deals: list[presenters.DealInfo] = []
+            if total:
+                found, _ = domain.list_deals(
+                    session, team_id, owner_id=user_id, stage=stage, limit=HOME_DEALS
+                )
+                deals = presenters.deal_infos(session, team_id, found)
+            by_stage.append((stage.key, stage.name(tr.lang), deals, total))
         team = None
         if actor.is_manager or actor.is_admin:
             loads = metrics.open_by_stage(session, team_id)
