@@ -742,16 +742,21 @@ def nudge_buttons(deal: DealInfo, tr: Translator) -> Block:
     return {"type": "actions", "block_id": f"nudge-{deal.number}", "elements": elements}
 
 
+NUDGE_LISTED = 15  # deals drawn in one nudge DM (two blocks each, within Slack's 50)
+
+
 def nudge_dm(tr: Translator, items: Sequence[tuple[DealInfo, str]], total: int) -> Message:
     """The daily DM: a rep's neglected deals, each with Advance / Note / Snooze / Lost."""
     title = tr("nudge.title", count=total)
     blocks: list[Block] = [{"type": "header", "text": plain(title, HEADER_LIMIT)}]
-    for deal, why in items[:15]:
+    listed = items[:NUDGE_LISTED]
+    for deal, why in listed:
         summary = f"{_title(deal)}\n{deal.stage.name(tr.lang)} · {tr.money(deal.amount)} · {why}"
         blocks.append({"type": "section", "text": plain(summary)})
         blocks.append(nudge_buttons(deal, tr))
-    if total > len(items[:15]):
-        blocks.append({"type": "context", "elements": [plain(tr("nudge.more", count=total - 15))]})
+    if total > len(listed):
+        more = tr("nudge.more", count=total - len(listed))
+        blocks.append({"type": "context", "elements": [plain(more)]})
     return _message(title, blocks)
 
 

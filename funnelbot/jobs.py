@@ -195,24 +195,51 @@ def _why(tr: Translator, deal: Deal, now: dt.datetime, today: dt.date) -> str:
     return tr("nudge.idle", days=(now - deal.last_activity_at).days)
 
 
-def nudge_candidates(
+def _candidates(
     session: so.Session, team_id: str, now: dt.datetime, today: dt.date
-) -> dict[str, list[Deal]]:
-    """Stalled open deals per owner, minus snoozed ones and those nudged in the last 72 h."""
+) -> sa.Select[Any]:
+    """Stalled open deals, minus snoozed ones and those nudged in the last 72 h."""
     recently = (
         sa.select(Nudge.id).where(Nudge.deal_id == Deal.id, Nudge.at > now - QUIET_PERIOD).exists()
     )
-    query = (
+    return (
         sa.select(Deal)
         .where(metrics.stalled_condition(session, team_id, now, today))
         .where(sa.or_(Deal.snoozed_until.is_(None), Deal.snoozed_until <= today))
         .where(~recently)
-        .order_by(Deal.owner_id, Deal.last_activity_at)
     )
+
+
+def nudge_owners(session: so.Session, team_id: str, now: dt.datetime, today: dt.date) -> list[str]:
+    """The reps who have something to be nudged about."""
+    query = _candidates(session, team_id, now, today).with_only_columns(Deal.owner_id).distinct()
+    return sorted(session.scalars(query))
+
+
+def nudge_candidates(
+    session: so.Session, team_id: str, now: dt.datetime, today: dt.date, owner: str | None = None
+) -> dict[str, list[Deal]]:
+    """Stalled open deals per owner (of one owner when given), oldest activity first."""
+    query = _candidates(session, team_id, now, today).order_by(Deal.owner_id, Deal.last_activity_at)
+    if owner is not None:
+        query = query.where(Deal.owner_id == owner)
     by_owner: dict[str, list[Deal]] = defaultdict(list)
     for deal in session.scalars(query):
         by_owner[deal.owner_id].append(deal)
     return by_owner
+
+
+def nudges_since_change(session: so.Session, deals: list[Deal]) -> dict[int, int]:
+    """How often each deal was nudged at its current version (i.e. with no change since)."""
+    if not deals:
+        return {}
+    rows = session.execute(
+        sa.select(Nudge.deal_id, sa.func.count())
+        .join(Deal, sa.and_(Deal.id == Nudge.deal_id, Deal.version == Nudge.deal_version))
+        .where(Nudge.deal_id.in_([d.id for d in deals]))
+        .group_by(Nudge.deal_id)
+    ).all()
+    return {deal_id: int(n) for deal_id, n in rows}
 
 
 def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
@@ -222,7 +249,7 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
         today = now.astimezone(ctx.workspace_zone(team_id)).date()
         nudge_hour = ctx.config(team_id).nudge_hour
         with ctx.sessions() as session:
-            owners = sorted(nudge_candidates(session, team_id, now, today))
+            owners = nudge_owners(session, team_id, now, today)
         escalations: list[tuple[presenters.DealInfo, str]] = []
         for owner in owners:
             local = now.astimezone(ctx.user_zone(team_id, owner))
@@ -235,57 +262,64 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
                 continue
             tr = ctx.translator_for(team_id, owner)
             owner_escalations: list[tuple[presenters.DealInfo, str]] = []
-            nudges: list[Nudge] = []
             with ctx.sessions.begin() as session:
-                deals = nudge_candidates(session, team_id, now, local.date()).get(owner, [])
-                infos = presenters.deal_infos(session, team_id, deals)
-                items = [
-                    (info, _why(tr, deal, now, local.date()))
-                    for info, deal in zip(infos, deals, strict=True)
-                ]
-                for deal, info in zip(deals, infos, strict=True):
-                    earlier = (
-                        session.scalar(
-                            sa.select(sa.func.count())
-                            .select_from(Nudge)
-                            .where(Nudge.deal_id == deal.id, Nudge.deal_version == deal.version)
-                        )
-                        or 0
+                deals = nudge_candidates(session, team_id, now, local.date(), owner).get(owner, [])
+                earlier_by_deal = nudges_since_change(session, deals)
+                escalate = {d.id for d in deals if earlier_by_deal.get(d.id, 0) + 1 == ESCALATE_AT}
+                # Only what the DM lists (and what goes to the managers) is drawn.
+                listed = deals[: blocks.NUDGE_LISTED]
+                items = list(
+                    zip(
+                        presenters.deal_infos(session, team_id, listed),
+                        [_why(tr, deal, now, local.date()) for deal in listed],
+                        strict=True,
                     )
-                    escalate = earlier + 1 == ESCALATE_AT
-                    nudges.append(
-                        Nudge(
-                            team_id=team_id,
-                            deal_id=deal.id,
-                            user_id=owner,
-                            at=now,
-                            deal_version=deal.version,
-                            escalated=escalate,
-                        )
+                )
+                escalated = [d for d in deals if d.id in escalate]
+                owner_escalations = list(
+                    zip(
+                        presenters.deal_infos(session, team_id, escalated),
+                        [
+                            _why(ctx.workspace_translator(team_id), d, now, local.date())
+                            for d in escalated
+                        ],
+                        strict=True,
                     )
-                    if escalate:
-                        owner_escalations.append(
-                            (info, _why(ctx.workspace_translator(team_id), deal, now, local.date()))
-                        )
-                session.add_all(nudges)
-                session.flush()
+                )
+                if deals:
+                    session.execute(
+                        sa.insert(Nudge),
+                        [
+                            {
+                                "team_id": team_id,
+                                "deal_id": d.id,
+                                "user_id": owner,
+                                "at": now,
+                                "deal_version": d.version,
+                                "escalated": d.id in escalate,
+                            }
+                            for d in deals
+                        ],
+                    )
             if items:
                 try:
-                    ctx.dm(team_id, owner, blocks.nudge_dm(tr, items, len(items)))
+                    ctx.dm(team_id, owner, blocks.nudge_dm(tr, items, len(deals)))
                 except SlackApiError as exc:
                     # Not delivered: forget this run's nudges and its claim, so the next
                     # run tries again, and go on with the other reps.
                     logger.warning("%s: could not nudge %s: %s", team_id, owner, exc)
                     with ctx.sessions.begin() as session:
                         session.execute(
-                            sa.delete(Nudge).where(Nudge.id.in_([n.id for n in nudges]))
+                            sa.delete(Nudge).where(
+                                Nudge.team_id == team_id, Nudge.user_id == owner, Nudge.at == now
+                            )
                         )
                         session.execute(sa.delete(JobRun).where(JobRun.id == run_id))
                     done.append(f"{team_id}: could not nudge {owner} ({_slack_error(exc)})")
                     continue
             escalations += owner_escalations
-            finish(ctx, run_id, f"nudged {len(items)} deals", now)
-            done.append(f"{team_id}: nudged {owner} about {len(items)} deals")
+            finish(ctx, run_id, f"nudged {len(deals)} deals", now)
+            done.append(f"{team_id}: nudged {owner} about {len(deals)} deals")
         if escalations:
             managers = ctx.managers(team_id)
             for manager in sorted(managers):
