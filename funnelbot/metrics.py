@@ -692,10 +692,14 @@ def velocity(session: so.Session, team_id: str, period: Period, *, tz: str = "UT
     return Velocity(conv, int(open_deals), avg_won)
 
 
-def pipeline_as_of(session: so.Session, team_id: str, at: dt.datetime) -> dict[int, int]:
-    """Deals per stage as they stood at instant `at`, from the history (not today's state)."""
+def pipeline_as_of(
+    session: so.Session, team_id: str, at: dt.datetime
+) -> dict[int, tuple[int, Decimal]]:
+    """Per stage id, the deals that stood in it at instant `at` (from the history, not
+    today's state) and their amount."""
     latest = (
         sa.select(
+            StageChange.deal_id,
             StageChange.to_stage_id.label("stage_id"),
             sa.func.row_number()
             .over(partition_by=StageChange.deal_id, order_by=StageChange.id.desc())
@@ -705,11 +709,12 @@ def pipeline_as_of(session: so.Session, team_id: str, at: dt.datetime) -> dict[i
         .subquery()
     )
     rows = session.execute(
-        sa.select(latest.c.stage_id, sa.func.count())
+        sa.select(latest.c.stage_id, sa.func.count(), sa.func.coalesce(sa.func.sum(Deal.amount), 0))
+        .join(Deal, Deal.id == latest.c.deal_id)
         .where(latest.c.rn == 1)
         .group_by(latest.c.stage_id)
     ).all()
-    return {stage_id: int(n) for stage_id, n in rows}
+    return {stage_id: (int(n), Decimal(amount)) for stage_id, n, amount in rows}
 
 
 def created_between(

@@ -36,10 +36,10 @@ def chart_data(
     stages = domain.open_stages(session, team_id)
     _, end = period.bounds(tz)
     _, previous_end = period.previous().bounds(tz)
-    now_counts = metrics.pipeline_as_of(session, team_id, end)
+    # Counts and values of the same deals, as they stood at each end.
+    now = metrics.pipeline_as_of(session, team_id, end)
     before = metrics.pipeline_as_of(session, team_id, previous_end)
-    # The value beside each count is that of the same deals (as they stood at the end).
-    values = _value_as_of(session, team_id, end)
+    nothing = (0, Decimal(0))
     conv = metrics.conversion(
         session,
         team_id,
@@ -49,9 +49,9 @@ def chart_data(
     bars = [
         charts.FunnelBar(
             label=s.name(tr.lang),
-            deals=now_counts.get(s.id, 0),
-            amount=tr.money(values.get(s.id, Decimal(0))),
-            previous=before.get(s.id, 0),
+            deals=now.get(s.id, nothing)[0],
+            amount=tr.money(now.get(s.id, nothing)[1]),
+            previous=before.get(s.id, nothing)[0],
         )
         for s in stages
     ]
@@ -63,28 +63,6 @@ def chart_data(
         conversions=conversions,
         previous_label=tr("report.previous_short"),
     )
-
-
-def _value_as_of(session: so.Session, team_id: str, at: dt.datetime) -> dict[int, Decimal]:
-    """Per stage id, the amount of the deals that stood in it at instant `at`."""
-    latest = (
-        sa.select(
-            StageChange.deal_id,
-            StageChange.to_stage_id.label("stage_id"),
-            sa.func.row_number()
-            .over(partition_by=StageChange.deal_id, order_by=StageChange.id.desc())
-            .label("rn"),
-        )
-        .where(StageChange.team_id == team_id, StageChange.at < at)
-        .subquery()
-    )
-    rows = session.execute(
-        sa.select(latest.c.stage_id, sa.func.coalesce(sa.func.sum(Deal.amount), 0))
-        .join(Deal, Deal.id == latest.c.deal_id)
-        .where(latest.c.rn == 1)
-        .group_by(latest.c.stage_id)
-    ).all()
-    return {stage_id: Decimal(amount) for stage_id, amount in rows}
 
 
 @dataclass(frozen=True)
