@@ -205,6 +205,27 @@ class Turn:
     """One user interaction (command, click, submission): who, where, in which language,
     and how to answer. Subclasses add the parsing of their own payload."""
 
+    @classmethod
+    def from_command(
+        cls,
+        services: Services,
+        client: WebClient,
+        respond: Callable[..., Any],
+        payload: dict[str, Any],
+    ) -> Turn:
+        """A turn for a slash-command payload; `payload` stays at hand for its text."""
+        turn = cls(
+            services,
+            client,
+            respond,
+            team_id=payload.get("team_id") or "",
+            user_id=payload["user_id"],
+            response_url=payload.get("response_url"),
+            trigger_id=payload.get("trigger_id"),
+        )
+        turn.payload = payload
+        return turn
+
     def __init__(
         self,
         services: Services,
@@ -223,6 +244,7 @@ class Turn:
         self.user_id = user_id
         self.response_url = response_url
         self.trigger_id = trigger_id
+        self.payload: dict[str, Any] = {}
         self.config = services.config(team_id)
         self.actor = services.actor(client, team_id, user_id)
         self.tr: Translator = services.translator(client, team_id, user_id)

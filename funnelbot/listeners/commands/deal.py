@@ -43,20 +43,6 @@ def split_head(text: str) -> tuple[str, str]:
 class DealCommand(Turn):
     """One /deal invocation."""
 
-    def __init__(
-        self, services: Services, client: WebClient, respond: Respond, payload: dict[str, Any]
-    ) -> None:
-        super().__init__(
-            services,
-            client,
-            respond,
-            team_id=payload.get("team_id") or "",
-            user_id=payload["user_id"],
-            response_url=payload.get("response_url"),
-            trigger_id=payload.get("trigger_id"),
-        )
-        self.payload = payload
-
     def resolve(self, session: so.Session, ref_text: str) -> Deal:
         ref = parsing.parse_ref(parsing.unescape_slack(ref_text))
         return domain.resolve_ref(session, self.team_id, ref.number, ref.prefix)
@@ -324,4 +310,4 @@ def register(app: App, services: Services) -> None:
     @app.command("/deal")
     def deal_command(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
-        DealCommand(services, client, respond, body).run()
+        DealCommand.from_command(services, client, respond, body).run()

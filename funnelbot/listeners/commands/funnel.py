@@ -89,20 +89,15 @@ def parse_question(text: str, today: dt.date) -> Question:
 
 
 class FunnelCommand(Turn):
-    def __init__(
-        self, services: Services, client: WebClient, respond: Respond, payload: dict[str, Any]
-    ) -> None:
-        super().__init__(
-            services,
-            client,
-            respond,
-            team_id=payload.get("team_id") or "",
-            user_id=payload["user_id"],
-            response_url=payload.get("response_url"),
-            trigger_id=payload.get("trigger_id"),
-        )
-        self.text = payload.get("text") or ""
-        self.channel_id = payload.get("channel_id") or ""
+    """One /funnel question."""
+
+    @property
+    def text(self) -> str:
+        return self.payload.get("text") or ""
+
+    @property
+    def channel_id(self) -> str:
+        return self.payload.get("channel_id") or ""
 
     @property
     def tz(self) -> str:
@@ -268,4 +263,4 @@ def register(app: App, services: Services) -> None:
     @app.command("/funnel")
     def funnel_command(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
-        FunnelCommand(services, client, respond, body).run()
+        FunnelCommand.from_command(services, client, respond, body).run()
