@@ -31,7 +31,7 @@ from funnelbot import deals as domain
 from funnelbot.config import Settings
 from funnelbot.i18n import Translator, language_of, translator
 from funnelbot.middleware import prune_seen
-from funnelbot.models import Deal, JobRun, Nudge, Reminder, Workspace
+from funnelbot.models import OPEN, Deal, JobRun, Nudge, Reminder, Workspace
 from funnelbot.teamconfig import ConfigCache, TeamConfig
 
 if TYPE_CHECKING:
@@ -210,23 +210,26 @@ def _candidates(
     )
 
 
-def nudge_owners(session: so.Session, team_id: str, now: dt.datetime, today: dt.date) -> list[str]:
-    """The reps who have something to be nudged about."""
-    query = _candidates(session, team_id, now, today).with_only_columns(Deal.owner_id).distinct()
-    return sorted(session.scalars(query))
+def nudge_owners(
+    session: so.Session, team_id: str, now: dt.datetime, today: dt.date
+) -> dict[str, list[int]]:
+    """The deals to nudge (ids) per rep, from one scan of the team's open deals."""
+    query = _candidates(session, team_id, now, today).with_only_columns(Deal.owner_id, Deal.id)
+    by_owner: dict[str, list[int]] = defaultdict(list)
+    for owner, deal_id in session.execute(query):
+        by_owner[owner].append(deal_id)
+    return dict(sorted(by_owner.items()))
 
 
-def nudge_candidates(
-    session: so.Session, team_id: str, now: dt.datetime, today: dt.date, owner: str | None = None
-) -> dict[str, list[Deal]]:
-    """Stalled open deals per owner (of one owner when given), oldest activity first."""
-    query = _candidates(session, team_id, now, today).order_by(Deal.owner_id, Deal.last_activity_at)
-    if owner is not None:
-        query = query.where(Deal.owner_id == owner)
-    by_owner: dict[str, list[Deal]] = defaultdict(list)
-    for deal in session.scalars(query):
-        by_owner[deal.owner_id].append(deal)
-    return by_owner
+def owner_deals(session: so.Session, deal_ids: list[int]) -> list[Deal]:
+    """Those deals, still open, oldest activity first."""
+    return list(
+        session.scalars(
+            sa.select(Deal)
+            .where(Deal.id.in_(deal_ids), Deal.status == OPEN)
+            .order_by(Deal.last_activity_at)
+        )
+    )
 
 
 def nudges_since_change(session: so.Session, deals: list[Deal]) -> dict[int, int]:
@@ -249,9 +252,9 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
         today = now.astimezone(ctx.workspace_zone(team_id)).date()
         nudge_hour = ctx.config(team_id).nudge_hour
         with ctx.sessions() as session:
-            owners = nudge_owners(session, team_id, now, today)
+            candidates = nudge_owners(session, team_id, now, today)
         escalations: list[tuple[presenters.DealInfo, str]] = []
-        for owner in owners:
+        for owner, deal_ids in candidates.items():
             local = now.astimezone(ctx.user_zone(team_id, owner))
             if local.hour < nudge_hour:
                 continue
@@ -263,7 +266,7 @@ def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
             tr = ctx.translator_for(team_id, owner)
             owner_escalations: list[tuple[presenters.DealInfo, str]] = []
             with ctx.sessions.begin() as session:
-                deals = nudge_candidates(session, team_id, now, local.date(), owner).get(owner, [])
+                deals = owner_deals(session, deal_ids)
                 earlier_by_deal = nudges_since_change(session, deals)
                 escalate = {d.id for d in deals if earlier_by_deal.get(d.id, 0) + 1 == ESCALATE_AT}
                 # Only what the DM lists (and what goes to the managers) is drawn.
