@@ -60,7 +60,9 @@ def change(app, text: str, user: str) -> HomeLayout:
 def pipeline(app, clock: Clock) -> None:
     """U1's pipeline as of LATER: #1 idle in Lead for 20 days (stalled), #2 fresh in
     Proposal, #3 in Interest with a next step overdue, #4 fresh in Interest, #5 is U2's,
-    #6 is U1's but won."""
+    #6 is U1's but won. Both reps have their Home open, so each change republishes it."""
+    open_home(app, "U1")
+    open_home(app, "U2")
     change(app, "new Alpha 10k", "U1")
     clock.set(LATER - dt.timedelta(days=1))
     change(app, "new Beta 20k stage:proposal", "U1")
@@ -186,6 +188,16 @@ def test_home_is_republished_after_the_viewer_changes_a_deal(app_server, clock) 
     seen = len(home_publishes(app_server, "U1"))
     change(app_server, "note #5 called", "U2")
     assert len(home_publishes(app_server, "U1")) == seen
+
+
+def test_no_home_is_built_for_someone_who_never_opened_it(app_server) -> None:
+    run_command(app_server, "new Quiet 1k", "U7")
+    run_command(app_server, "advance #1", "U7")
+    assert home_publishes(app_server, "U7") == []
+    open_home(app_server, "U7")
+    seen = len(home_publishes(app_server, "U7"))
+    change(app_server, "advance #1", "U7")
+    assert len(home_publishes(app_server, "U7")) == seen + 1
 
 
 def test_a_refused_change_does_not_republish(app_server, clock) -> None:

@@ -4,6 +4,7 @@ funnel for managers. Also republished after the viewer changes a deal."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,16 +81,27 @@ def publish_home(services: Services, client: WebClient, team_id: str, user_id: s
     client.views_publish(user_id=user_id, view=build_home(services, client, team_id, user_id))
 
 
+HOME_FRESH_FOR = 12 * 3600.0  # seconds: refresh the Home of people who looked at it lately
+
+
 def register(app: App, services: Services) -> None:
-    services.on_deal_changed = lambda client, team_id, user_id: publish_home(
-        services, client, team_id, user_id
-    )
+    viewers: dict[tuple[str, str], float] = {}
+
+    def refresh_if_viewed(client: WebClient, team_id: str, user_id: str) -> None:
+        """Rebuilding a Home costs a dozen queries: do it for people who opened theirs
+        lately (as seen by this process; elsewhere it is rebuilt on their next open)."""
+        seen = viewers.get((team_id, user_id))
+        if seen is not None and time.monotonic() - seen < HOME_FRESH_FOR:
+            publish_home(services, client, team_id, user_id)
+
+    services.on_deal_changed = refresh_if_viewed
 
     @app.event("app_home_opened")
     def home_opened(event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
         if event.get("tab", "home") != "home":
             return
         team_id = body.get("team_id") or event.get("view", {}).get("team_id") or ""
+        viewers[(team_id, event["user"])] = time.monotonic()
         try:
             publish_home(services, client, team_id, event["user"])
         except Exception:  # noqa: BLE001 - Slack shows the previous Home; log why
