@@ -108,15 +108,41 @@ def ensure_workspace(session: so.Session, team_id: str, now: dt.datetime) -> Wor
     return workspace
 
 
+_STAGES_MEMO = "funnelbot.funnel_stages"
+
+
 def funnel_stages(session: so.Session, team_id: str) -> list[Stage]:
-    """Active stages in funnel order: open stages by position, then won, then lost."""
-    return list(
-        session.scalars(
-            sa.select(Stage)
-            .where(Stage.team_id == team_id, Stage.active)
-            .order_by(Stage.position, Stage.id)
+    """Active stages in funnel order: open stages by position, then won, then lost.
+
+    Read once per transaction (with their exit criteria): one command asks several times,
+    and a change of a stage or criterion in the session forgets the memo.
+    """
+    memo: dict[str, list[Stage]] = session.info.setdefault(_STAGES_MEMO, {})
+    if team_id not in memo:
+        memo[team_id] = list(
+            session.scalars(
+                sa.select(Stage)
+                .where(Stage.team_id == team_id, Stage.active)
+                .order_by(Stage.position, Stage.id)
+                .options(so.selectinload(Stage.criteria))
+            )
         )
-    )
+    return list(memo[team_id])
+
+
+@sa.event.listens_for(so.Session, "after_transaction_end")
+def _forget_stages_after_transaction(
+    session: so.Session, transaction: so.SessionTransaction
+) -> None:
+    if transaction.parent is None:  # a flush's own subtransaction ends too
+        session.info.pop(_STAGES_MEMO, None)
+
+
+@sa.event.listens_for(so.Session, "after_flush")
+def _forget_stages_after_change(session: so.Session, _context: object) -> None:
+    changed = (*session.new, *session.dirty, *session.deleted)
+    if any(isinstance(obj, Stage | ExitCriterion) for obj in changed):
+        session.info.pop(_STAGES_MEMO, None)
 
 
 def open_stages(session: so.Session, team_id: str) -> list[Stage]:
@@ -242,11 +268,10 @@ def list_deals(
 
 
 def history(session: so.Session, deal: Deal) -> Sequence[StageChange]:
+    """The deal's stage changes in order; their stages usually come from the session's
+    identity map (see `funnel_stages`), so no join is needed."""
     return session.scalars(
-        sa.select(StageChange)
-        .where(StageChange.deal_id == deal.id)
-        .order_by(StageChange.id)
-        .options(so.joinedload(StageChange.from_stage), so.joinedload(StageChange.to_stage))
+        sa.select(StageChange).where(StageChange.deal_id == deal.id).order_by(StageChange.id)
     ).all()
 
 
