@@ -234,6 +234,7 @@ def generate(url: str, db_path: Path, n: int, rng: random.Random) -> Dataset:
                             "closed_at": closed,
                             "snoozed_until": None,
                             "version": 1,
+                            "furthest_stage_id": stage.id,
                         }
                     )
                     change_rows.append(
@@ -245,6 +246,7 @@ def generate(url: str, db_path: Path, n: int, rng: random.Random) -> Dataset:
                             "at": created,
                             "by": owner,
                             "deal_version": 1,
+                            "deal_created_at": created,
                         }
                     )
                 conn.execute(sa.insert(deals_t), deal_rows)

@@ -84,6 +84,7 @@ def generate(engine: sa.Engine, deals: int, reps: int) -> None:
                     "updated_at": at,
                     "last_activity_at": at,
                     "version": 1,
+                    "furthest_stage_id": stage_id,
                 }
             )
             history.append(
@@ -95,6 +96,7 @@ def generate(engine: sa.Engine, deals: int, reps: int) -> None:
                     "at": at,
                     "by": "U0",
                     "deal_version": 1,
+                    "deal_created_at": at,
                 }
             )
         with engine.begin() as conn:

@@ -310,31 +310,95 @@ def _touch(deal: Deal, at: dt.datetime) -> None:
     deal.last_activity_at = at
 
 
+def history_row(
+    deal: Deal,
+    *,
+    from_stage_id: int | None,
+    to: Stage,
+    at: dt.datetime,
+    by: str,
+    deal_version: int,
+    entered_at: dt.datetime | None,
+) -> StageChange:
+    """One history row, with the facts metrics read from it (stay length, deal's birth)."""
+    return StageChange(
+        team_id=deal.team_id,
+        deal_id=deal.id,
+        from_stage_id=from_stage_id,
+        to_stage_id=to.id,
+        at=at,
+        by=by,
+        deal_version=deal_version,
+        stay_days=None if entered_at is None else (at - entered_at) / dt.timedelta(days=1),
+        deal_created_at=deal.created_at,
+    )
+
+
+def further(reached: Stage | None, entered: Stage) -> Stage:
+    """The furthest of two stages a deal has entered (funnel rank; the earlier on a tie)."""
+    return entered if reached is None or entered.rank > reached.rank else reached
+
+
 def _change_stage(
     session: so.Session, deal: Deal, to: Stage, actor: Actor, now: dt.datetime
 ) -> None:
+    # No autoflush: a caller may have set fields that belong to this change (lose sets the
+    # reason), and each flush of the deal is a version.
+    with session.no_autoflush:
+        entered_at = session.scalar(
+            sa.select(StageChange.at)
+            .where(StageChange.deal_id == deal.id)
+            .order_by(StageChange.id.desc())
+            .limit(1)
+        )
+        reached = session.get(Stage, deal.furthest_stage_id) if deal.furthest_stage_id else None
     at = _tick(deal, now)
     from_id = deal.stage_id
     deal.stage = to
     deal.stage_id = to.id
     deal.status = to.kind
     deal.closed_at = at if to.kind in (WON, LOST) else None
+    deal.furthest_stage_id = further(reached, to).id
+    deal.lost_from_stage_id = from_id if to.kind == LOST else None
     if to.kind != LOST:
         deal.lost_reason = None
     _touch(deal, at)
     session.flush()  # the version check runs here; the history row gets the new version
     session.add(
-        StageChange(
-            team_id=deal.team_id,
-            deal_id=deal.id,
+        history_row(
+            deal,
             from_stage_id=from_id,
-            to_stage_id=to.id,
+            to=to,
             at=at,
             by=actor.user_id,
             deal_version=deal.version,
+            entered_at=entered_at,
         )
     )
     session.flush()
+
+
+def refresh_furthest_stages(session: so.Session, team_id: str) -> None:
+    """Recompute each deal's furthest stage from its history, after the stage order changed.
+
+    Not a change of the deals: versions stay, and deals in this session are told afresh.
+    """
+    entered = so.aliased(Stage)
+    furthest = (
+        sa.select(StageChange.to_stage_id)
+        .join(entered, entered.id == StageChange.to_stage_id)
+        .where(StageChange.deal_id == Deal.id)
+        .order_by(entered.rank.desc(), StageChange.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    session.execute(
+        sa.update(Deal).where(Deal.team_id == team_id).values(furthest_stage_id=furthest),
+        execution_options={"synchronize_session": False},
+    )
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Deal):
+            session.expire(obj, ["furthest_stage_id"])
 
 
 def create_deal(
@@ -385,18 +449,19 @@ def create_deal(
         created_at=now,
         updated_at=now,
         last_activity_at=now,
+        furthest_stage_id=stage.id,
     )
     session.add(deal)
     session.flush()
     session.add(
-        StageChange(
-            team_id=team_id,
-            deal_id=deal.id,
+        history_row(
+            deal,
             from_stage_id=None,
-            to_stage_id=stage.id,
+            to=stage,
             at=now,
             by=actor.user_id,
             deal_version=deal.version,
+            entered_at=None,
         )
     )
     session.flush()

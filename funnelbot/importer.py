@@ -20,7 +20,7 @@ from sqlalchemy import orm as so
 from funnelbot import deals as domain
 from funnelbot import parsing
 from funnelbot.errors import UserError
-from funnelbot.models import LOST, OPEN, WON, Deal, Stage, StageChange, Workspace
+from funnelbot.models import LOST, OPEN, WON, Deal, Stage, Workspace
 
 REQUIRED = (
     "name",
@@ -161,6 +161,13 @@ class Importer:
             workspace.next_deal_number += 1
             last_at = row.history[-1][0]
             final = row.history[-1][1]
+            furthest: Stage | None = None
+            for _, entered in row.history:
+                furthest = domain.further(furthest, entered)
+            assert furthest is not None
+            lost_from = (
+                row.history[-2][1].id if row.status == LOST and len(row.history) > 1 else None
+            )
             deal = Deal(
                 team_id=self.team_id,
                 number=number,
@@ -179,23 +186,25 @@ class Importer:
                 last_activity_at=last_at,
                 closed_at=row.closed_at,
                 version=len(row.history),
+                furthest_stage_id=furthest.id,
+                lost_from_stage_id=lost_from,
             )
             self.session.add(deal)
             self.session.flush()
-            previous: Stage | None = None
+            previous: tuple[dt.datetime, Stage] | None = None
             for version, (at, stage) in enumerate(row.history, start=1):
                 self.session.add(
-                    StageChange(
-                        team_id=self.team_id,
-                        deal_id=deal.id,
-                        from_stage_id=previous.id if previous else None,
-                        to_stage_id=stage.id,
+                    domain.history_row(
+                        deal,
+                        from_stage_id=previous[1].id if previous else None,
+                        to=stage,
                         at=at,
                         by=IMPORTER,
                         deal_version=version,
+                        entered_at=previous[0] if previous else None,
                     )
                 )
-                previous = stage
+                previous = (at, stage)
                 history += 1
             deals += 1
         self.session.flush()

@@ -10,6 +10,9 @@ Normative definitions are SPEC §5. Rules this module adds where the spec is sil
   new name, old periods included.
 - Stay lengths are measured between consecutive history rows of a deal.
 Queries run unchanged on SQLite and PostgreSQL; Python only sums a handful of grouped rows.
+Conversion reads facts the domain writes with every stage change (models.Deal's furthest
+and lost-from stages, each history row's stay length and deal creation time), so a year
+of a million deals is one pass over the cohort's deals plus index walks for the stays.
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm as so
 
-from funnelbot.models import LOST, OPEN, WON, Deal, Stage, StageChange
+from funnelbot.models import LOST, OPEN, WON, WON_RANK, Deal, Stage, StageChange
 from funnelbot.periods import Period
 
-WON_RANK = 1_000_000  # `won` lies beyond every open stage
 Z95 = 1.96
 FORECAST_MIN_SAMPLE = 20
 FORECAST_RUNS = 10_000
@@ -58,30 +61,80 @@ def days_between(dialect: str, start: sa.ColumnElement, end: sa.ColumnElement) -
     return sa.extract("epoch", end - start) / 86400.0
 
 
-def _rank(stage: type[Stage] | so.util.AliasedClass) -> sa.ColumnElement:  # type: ignore[type-arg]
-    """Funnel rank of a stage: open stages by position, won beyond them, lost nowhere."""
-    return sa.case(
-        (stage.kind == WON, WON_RANK),
-        (stage.kind == OPEN, stage.position),
-        else_=-1,
-    )
-
-
 @dataclass(frozen=True)
 class Filters:
     owner: str | None = None
     source: str | None = None
 
 
-def _cohort(team_id: str, start: dt.datetime, end: dt.datetime, filters: Filters) -> sa.Subquery:
-    query = sa.select(
-        Deal.id, Deal.status, Deal.stage_id, Deal.amount, Deal.created_at, Deal.closed_at
-    ).where(Deal.team_id == team_id, Deal.created_at >= start, Deal.created_at < end)
+def _cohort_filter(
+    team_id: str, start: dt.datetime, end: dt.datetime, filters: Filters
+) -> list[sa.ColumnElement[bool]]:
+    """The cohort (SPEC §5): the team's deals created in [start, end), filtered."""
+    where = [Deal.team_id == team_id, Deal.created_at >= start, Deal.created_at < end]
     if filters.owner:
-        query = query.where(Deal.owner_id == filters.owner)
+        where.append(Deal.owner_id == filters.owner)
     if filters.source:
-        query = query.where(sa.func.lower(Deal.source) == filters.source.lower())
-    return query.subquery("cohort")
+        where.append(sa.func.lower(Deal.source) == filters.source.lower())
+    return where
+
+
+def _cohort(team_id: str, start: dt.datetime, end: dt.datetime, filters: Filters) -> sa.Subquery:
+    return (
+        sa.select(Deal.id, Deal.status, Deal.stage_id, Deal.amount, Deal.created_at, Deal.closed_at)
+        .where(*_cohort_filter(team_id, start, end, filters))
+        .subquery("cohort")
+    )
+
+
+def _stays(
+    session: so.Session,
+    team_id: str,
+    stages: Sequence[Stage],
+    start: dt.datetime,
+    end: dt.datetime,
+    filters: Filters,
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Average and median ended stay per stage, for cohort deals.
+
+    Each history row carries the length of the stay it ended and its deal's creation time,
+    and an index holds them per stage in order: a median is an OFFSET into that, not a sort.
+    """
+    ids = [stage.id for stage in stages]
+
+    def ended(*columns: sa.ColumnElement) -> sa.Select[Any]:
+        query = sa.select(*columns).where(
+            StageChange.team_id == team_id,
+            StageChange.deal_created_at >= start,
+            StageChange.deal_created_at < end,
+            StageChange.stay_days.is_not(None),
+        )
+        if filters.owner or filters.source:
+            query = query.join(Deal, Deal.id == StageChange.deal_id).where(
+                *_cohort_filter(team_id, start, end, filters)
+            )
+        return query
+
+    totals = session.execute(
+        ended(StageChange.from_stage_id, sa.func.count(), sa.func.avg(StageChange.stay_days))
+        .where(StageChange.from_stage_id.in_(ids))
+        .group_by(StageChange.from_stage_id)
+    ).all()
+    averages = {stage_id: float(avg) for stage_id, _n, avg in totals}
+    medians: dict[int, float] = {}
+    for stage_id, n, _avg in totals:
+        middle = (
+            ended(StageChange.stay_days.label("days"))
+            .where(StageChange.from_stage_id == stage_id)
+            .order_by(StageChange.stay_days)
+            .limit(2 - n % 2)
+            .offset((n - 1) // 2)
+            .subquery()
+        )
+        medians[stage_id] = float(
+            session.execute(sa.select(sa.func.avg(middle.c.days))).scalar_one()
+        )
+    return averages, medians
 
 
 def _open_stages(session: so.Session, team_id: str) -> list[Stage]:
@@ -174,99 +227,46 @@ def conversion(
 ) -> Conversion:
     dialect = session.get_bind().dialect.name
     start, end = period.bounds(tz)
-    cohort = _cohort(team_id, start, end, filters)
     stages = _open_stages(session, team_id)
-    to_stage = so.aliased(Stage)
+    ranks = dict(
+        session.execute(sa.select(Stage.id, Stage.rank).where(Stage.team_id == team_id)).all()
+    )
 
-    # The furthest rank each cohort deal ever reached, then how many deals per rank.
-    furthest = (
-        sa.select(StageChange.deal_id, sa.func.max(_rank(to_stage)).label("rank"))
-        .join(cohort, cohort.c.id == StageChange.deal_id)
-        .join(to_stage, to_stage.id == StageChange.to_stage_id)
-        .group_by(StageChange.deal_id)
-        .subquery()
-    )
-    per_rank = dict(
-        session.execute(sa.select(furthest.c.rank, sa.func.count()).group_by(furthest.c.rank)).all()
-    )
+    # One pass over the cohort's deals, every figure a column of one row (a GROUP BY would
+    # sort them): each deal keeps its furthest stage and, when lost, the stage it was lost
+    # from (see Deal), so no history is read for these.
+    cohort = _cohort_filter(team_id, start, end, filters)
+    is_won, is_open, is_lost = Deal.status == WON, Deal.status == OPEN, Deal.status == LOST
+    count = sa.func.count
+    totals = [
+        count(),
+        count().filter(is_won),
+        count().filter(is_lost),
+        sa.func.sum(Deal.amount).filter(is_won),
+        sa.func.sum(days_between(dialect, Deal.created_at, Deal.closed_at)).filter(is_won),
+    ]
+    reached_at = [count().filter(Deal.furthest_stage_id == stage_id) for stage_id in ranks]
+    per_stage = [
+        column
+        for stage in stages
+        for column in (
+            count().filter(is_open, Deal.stage_id == stage.id),
+            count().filter(is_lost, Deal.lost_from_stage_id == stage.id),
+        )
+    ]
+    row = list(session.execute(sa.select(*totals, *reached_at, *per_stage).where(*cohort)).one())
+    created, won, lost, won_sum, cycle_sum = row[: len(totals)]
+    furthest_counts = dict(zip(ranks, row[len(totals) : len(totals) + len(ranks)], strict=True))
+    stage_counts = row[len(totals) + len(ranks) :]
+    open_by_stage = {stage.id: stage_counts[2 * i] for i, stage in enumerate(stages)}
+    lost_from = {stage.id: stage_counts[2 * i + 1] for i, stage in enumerate(stages)}
+    won_amount = Decimal(won_sum or 0)
+    cycle = float(cycle_sum) / won if won else None
 
     def reached_rank(rank: int) -> int:
-        return sum(n for r, n in per_rank.items() if r is not None and r >= rank)
+        return sum(n for stage_id, n in furthest_counts.items() if ranks[stage_id] >= rank)
 
-    # Deals now open, per stage; deals now lost, per the stage they were lost from.
-    open_by_stage = dict(
-        session.execute(
-            sa.select(cohort.c.stage_id, sa.func.count())
-            .where(cohort.c.status == OPEN)
-            .group_by(cohort.c.stage_id)
-        ).all()
-    )
-    last_change = (
-        sa.select(sa.func.max(StageChange.id).label("id"))
-        .join(cohort, cohort.c.id == StageChange.deal_id)
-        .where(cohort.c.status == LOST)
-        .group_by(StageChange.deal_id)
-        .subquery()
-    )
-    lost_from = dict(
-        session.execute(
-            sa.select(StageChange.from_stage_id, sa.func.count())
-            .join(last_change, last_change.c.id == StageChange.id)
-            .group_by(StageChange.from_stage_id)
-        ).all()
-    )
-
-    # Ended stays: each history row lasts until the deal's next row.
-    stays = (
-        sa.select(
-            StageChange.to_stage_id.label("stage_id"),
-            StageChange.at.label("entered"),
-            sa.func.lead(StageChange.at)
-            .over(partition_by=StageChange.deal_id, order_by=StageChange.id)
-            .label("left"),
-        )
-        .join(cohort, cohort.c.id == StageChange.deal_id)
-        .subquery()
-    )
-    ended = (
-        sa.select(
-            stays.c.stage_id, days_between(dialect, stays.c.entered, stays.c.left).label("days")
-        )
-        .where(stays.c.left.is_not(None))
-        .subquery()
-    )
-    avg_days = dict(
-        session.execute(
-            sa.select(ended.c.stage_id, sa.func.avg(ended.c.days)).group_by(ended.c.stage_id)
-        ).all()
-    )
-    ordered = sa.select(
-        ended.c.stage_id,
-        ended.c.days,
-        sa.func.row_number().over(partition_by=ended.c.stage_id, order_by=ended.c.days).label("rn"),
-        sa.func.count().over(partition_by=ended.c.stage_id).label("n"),
-    ).subquery()
-    median_days = dict(
-        session.execute(
-            sa.select(ordered.c.stage_id, sa.func.avg(ordered.c.days))
-            .where(ordered.c.rn.in_([(ordered.c.n + 1) // 2, (ordered.c.n + 2) // 2]))
-            .group_by(ordered.c.stage_id)
-        ).all()
-    )
-
-    closed = session.execute(
-        sa.select(
-            sa.func.count().filter(cohort.c.status == WON),
-            sa.func.count().filter(cohort.c.status == LOST),
-            sa.func.avg(days_between(dialect, cohort.c.created_at, cohort.c.closed_at)).filter(
-                cohort.c.status == WON
-            ),
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(cohort.c.amount).filter(cohort.c.status == WON), 0),
-        )
-    ).one()
-    won, lost, cycle, created, won_amount = closed
-
+    avg_days, median_days = _stays(session, team_id, stages, start, end, filters)
     result: list[StageMetrics] = []
     for i, stage in enumerate(stages):
         reached = reached_rank(stage.position)
@@ -371,36 +371,25 @@ def win_probabilities(
     session: so.Session, team_id: str, as_of_end: dt.datetime, *, owner: str | None = None
 ) -> list[StageProbability]:
     """P(win | reached k) from deals closed in the 365 days up to `as_of_end` (SPEC §5)."""
-    to_stage = so.aliased(Stage)
-    closed = sa.select(Deal.id, Deal.status).where(
-        Deal.team_id == team_id,
-        Deal.status.in_((WON, LOST)),
-        Deal.closed_at >= as_of_end - dt.timedelta(days=365),
-        Deal.closed_at < as_of_end,
+    furthest = so.aliased(Stage)
+    query = (
+        sa.select(furthest.rank, Deal.status, sa.func.count())
+        .join(furthest, furthest.id == Deal.furthest_stage_id)
+        .where(
+            Deal.team_id == team_id,
+            Deal.status.in_((WON, LOST)),
+            Deal.closed_at >= as_of_end - dt.timedelta(days=365),
+            Deal.closed_at < as_of_end,
+        )
+        .group_by(furthest.rank, Deal.status)
     )
     if owner:
-        closed = closed.where(Deal.owner_id == owner)
-    closed_sq = closed.subquery()
-    furthest = (
-        sa.select(
-            StageChange.deal_id,
-            sa.func.max(_rank(to_stage)).label("rank"),
-            sa.func.max(sa.case((closed_sq.c.status == WON, 1), else_=0)).label("won"),
-        )
-        .join(closed_sq, closed_sq.c.id == StageChange.deal_id)
-        .join(to_stage, to_stage.id == StageChange.to_stage_id)
-        .group_by(StageChange.deal_id)
-        .subquery()
-    )
-    rows = session.execute(
-        sa.select(furthest.c.rank, furthest.c.won, sa.func.count()).group_by(
-            furthest.c.rank, furthest.c.won
-        )
-    ).all()
+        query = query.where(Deal.owner_id == owner)
+    rows = session.execute(query).all()
     result = []
     for stage in _open_stages(session, team_id):
-        sample = sum(n for rank, _won, n in rows if rank >= stage.position)
-        wins = sum(n for rank, won, n in rows if rank >= stage.position and won)
+        sample = sum(n for rank, _status, n in rows if rank >= stage.position)
+        wins = sum(n for rank, status, n in rows if rank >= stage.position and status == WON)
         default = float(stage.probability)
         learned = sample >= FORECAST_MIN_SAMPLE
         result.append(

@@ -12,9 +12,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm as so
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.types import TypeDecorator
 
 OPEN, WON, LOST = "open", "won", "lost"
+WON_RANK = 1_000_000  # `won` lies beyond every open stage
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -92,6 +94,16 @@ class Stage(Base):
     def name(self, lang: str) -> str:
         return self.name_zh if lang.startswith("zh") else self.name_en
 
+    @hybrid_property
+    def rank(self) -> int:
+        """Place in the funnel: open stages by position, won beyond them, lost nowhere."""
+        return WON_RANK if self.kind == WON else self.position if self.kind == OPEN else -1
+
+    @rank.inplace.expression
+    @classmethod
+    def _rank_expression(cls) -> sa.ColumnElement[int]:
+        return sa.case((cls.kind == WON, WON_RANK), (cls.kind == OPEN, cls.position), else_=-1)
+
 
 class ExitCriterion(Base):
     """One item of a stage's exit checklist (准出标准)."""
@@ -139,6 +151,12 @@ class Deal(Base):
     closed_at: so.Mapped[dt.datetime | None] = so.mapped_column(UTCDateTime)
     snoozed_until: so.Mapped[dt.date | None] = so.mapped_column(sa.Date)
     version: so.Mapped[int] = so.mapped_column(sa.Integer, nullable=False)
+    # Kept with each stage change so conversion metrics read one row per deal, not its
+    # history: the furthest stage the deal ever entered (by today's stage order; a change
+    # of that order recomputes it), and for a lost deal the stage it was lost from. Stage
+    # ids derived from the history, so no constraint (adding one would rebuild the table).
+    furthest_stage_id: so.Mapped[int | None] = so.mapped_column(sa.Integer)
+    lost_from_stage_id: so.Mapped[int | None] = so.mapped_column(sa.Integer)
 
     stage: so.Mapped[Stage] = so.relationship(lazy="joined", innerjoin=True)
 
@@ -154,6 +172,10 @@ class StageChange(Base):
     __table_args__ = (
         sa.Index("ix_stage_changes_deal", "deal_id", "id"),
         sa.Index("ix_stage_changes_team_at", "team_id", "at"),
+        # Stay lengths per stage in order, for averages and medians without a sort.
+        sa.Index(
+            "ix_stage_changes_stays", "team_id", "from_stage_id", "stay_days", "deal_created_at"
+        ),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
@@ -165,6 +187,11 @@ class StageChange(Base):
     by: so.Mapped[str] = so.mapped_column(sa.String(32))
     # The deal version this change produced: a gap or a duplicate is visible at once.
     deal_version: so.Mapped[int] = so.mapped_column(sa.Integer)
+    # Facts known when the row is written, so metrics need no window over the history:
+    # how long the deal had been in `from_stage` (fractional days; NULL on a deal's first
+    # row) and when the deal was created (the metrics cohort is deals created in a period).
+    stay_days: so.Mapped[float | None] = so.mapped_column(sa.Float)
+    deal_created_at: so.Mapped[dt.datetime] = so.mapped_column(UTCDateTime)
 
     from_stage: so.Mapped[Stage | None] = so.relationship(foreign_keys=[from_stage_id])
     to_stage: so.Mapped[Stage] = so.relationship(foreign_keys=[to_stage_id])

@@ -669,6 +669,7 @@ def apply(
         return result
 
     rows = _all_stages(session, team_id)
+    ranks_before = {s.id: s.rank for s in rows}
     by_key = {s.key: s for s in rows}
     old_order = sorted(
         (s for s in rows if s.kind == OPEN), key=lambda s: (s.position, not s.active, s.id)
@@ -714,6 +715,8 @@ def apply(
             stage.active = False
             stage.position = anchor
     session.flush()
+    if any(stage.rank != ranks_before[stage.id] for stage in rows):
+        domain.refresh_furthest_stages(session, team_id)
     for stage in by_key.values():
         session.expire(stage, ["criteria"])
     return result

@@ -83,7 +83,8 @@ def test_leadership_on_postgresql_one_leader_and_failover(pg_url: str) -> None:
         # The leader's connection dies (its replica crashed, the network dropped it).
         [holder] = lock_holders(admin)
         with admin.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+            # With a timeout it waits until the backend is gone (else it only signals it).
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": holder})
             conn.commit()
         assert lock_holders(admin) == []
         assert a.is_leader() is True
