@@ -10,21 +10,22 @@ CLAIM_LEASE) may be taken over, so nothing is lost either.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import socket
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm as so
+from sqlalchemy.dialects import postgresql, sqlite
 
 from funnelbot import blocks, charts, metrics, presenters, reports
 from funnelbot import deals as domain
@@ -135,43 +136,67 @@ def _slack_error(exc: SlackApiError) -> str:
 # --- the ledger -----------------------------------------------------------------------
 
 
-def claim(ctx: JobContext, team_id: str, job: str, period_key: str, now: dt.datetime) -> int | None:
-    """Claim (team, job, period) for this runner; None when someone else has it or had it."""
+def claim_all(
+    session: so.Session, team_id: str, job: str, period_keys: list[str], now: dt.datetime
+) -> dict[str, int]:
+    """Claim these (team, job, period)s in this transaction: period key -> run id, for those
+    nobody else has or had. One insert for all, a key taken already skipped (not an error
+    that would undo the rest), then one take-over of claims whose runner died."""
+    if not period_keys:
+        return {}
     me = claimer_id()
-    try:
-        with ctx.sessions.begin() as session:
-            run = JobRun(
-                team_id=team_id, job=job, period_key=period_key, claimed_by=me, started_at=now
-            )
-            session.add(run)
-            session.flush()
-            return run.id
-    except sa_exc.IntegrityError:
-        pass
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(JobRun)
+    rows = [
+        {"team_id": team_id, "job": job, "period_key": key, "claimed_by": me, "started_at": now}
+        for key in period_keys
+    ]
+    claimed = dict(
+        session.execute(
+            insert.values(rows).on_conflict_do_nothing().returning(JobRun.period_key, JobRun.id)
+        ).all()
+    )
+    taken = [key for key in period_keys if key not in claimed]
+    if taken:
+        claimed |= dict(
+            session.execute(
+                sa.update(JobRun)
+                .where(
+                    JobRun.team_id == team_id,
+                    JobRun.job == job,
+                    JobRun.period_key.in_(taken),
+                    JobRun.finished_at.is_(None),
+                    JobRun.started_at < now - CLAIM_LEASE,
+                )
+                .values(claimed_by=me, started_at=now)
+                .returning(JobRun.period_key, JobRun.id)
+            ).all()
+        )
+    return claimed
+
+
+def claim(ctx: JobContext, team_id: str, job: str, period_key: str, now: dt.datetime) -> int | None:
+    """Claim (team, job, period) for this runner, committed before anything is sent; None
+    when someone else has it or had it."""
     with ctx.sessions.begin() as session:
-        # Take over a claim whose runner died before finishing.
-        taken = session.execute(
-            sa.update(JobRun)
-            .where(
-                JobRun.team_id == team_id,
-                JobRun.job == job,
-                JobRun.period_key == period_key,
-                JobRun.finished_at.is_(None),
-                JobRun.started_at < now - CLAIM_LEASE,
-            )
-            .values(claimed_by=me, started_at=now)
-            .returning(JobRun.id)
-        ).scalar_one_or_none()
-    return taken
+        return claim_all(session, team_id, job, [period_key], now).get(period_key)
+
+
+def finish_in(session: so.Session, outcomes: dict[int, str], now: dt.datetime) -> None:
+    """Mark these claims done (run id: outcome), in one executemany however many."""
+    if outcomes:
+        session.execute(
+            sa.update(JobRun),
+            [
+                {"id": run_id, "finished_at": now, "outcome": outcome[:1000]}
+                for run_id, outcome in outcomes.items()
+            ],
+        )
 
 
 def finish(ctx: JobContext, run_id: int, outcome: str, now: dt.datetime) -> None:
     with ctx.sessions.begin() as session:
-        session.execute(
-            sa.update(JobRun)
-            .where(JobRun.id == run_id)
-            .values(finished_at=now, outcome=outcome[:1000])
-        )
+        finish_in(session, {run_id: outcome}, now)
 
 
 def teams(ctx: JobContext) -> list[str]:
@@ -188,8 +213,41 @@ def teams(ctx: JobContext) -> list[str]:
 
 # --- stalled-deal nudges ----------------------------------------------------------------
 
+# Reps claimed, with their nudges recorded, per transaction: a transaction per rep (each
+# rewriting much of the nudge index) cost more than the rest of the job put together. The
+# price: a runner that dies between that commit and the DMs leaves up to this many reps
+# without that day's DM (their deals then count as nudged for 72 h).
+NUDGE_BATCH = 50
 
-def _why(tr: Translator, deal: Deal, now: dt.datetime, today: dt.date) -> str:
+
+@dataclass
+class Stalled:
+    """A rep's deals to nudge, oldest activity first, and those this nudge escalates (their
+    third with no change since the first)."""
+
+    deal_ids: list[int] = field(default_factory=list)
+    escalating: set[int] = field(default_factory=set)
+
+    def only(self, deal_ids: set[int]) -> Stalled:
+        return Stalled([i for i in self.deal_ids if i in deal_ids], self.escalating & deal_ids)
+
+
+class RepNudge(NamedTuple):
+    owner: str
+    day: dt.date  # the rep's own date: one DM per rep and day
+    stalled: Stalled
+
+
+def _among(session: so.Session, column: Any, ids: Collection[int]) -> sa.ColumnElement[bool]:
+    """`column IN ids`, the ids bound as one value (a JSON array on SQLite, an array on
+    PostgreSQL): a bind parameter per id cost more than the query, and drivers cap them."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == sa.any_(sa.literal(list(ids), postgresql.ARRAY(sa.Integer)))
+    listed = sa.func.json_each(sa.literal(json.dumps(list(ids)))).table_valued("value")
+    return column.in_(sa.select(listed.c.value))
+
+
+def _why(tr: Translator, deal: presenters.DealInfo, now: dt.datetime, today: dt.date) -> str:
     if deal.next_step_due is not None and deal.next_step_due < today:
         return tr("nudge.overdue", date=tr.date(deal.next_step_due))
     return tr("nudge.idle", days=(now - deal.last_activity_at).days)
@@ -210,135 +268,169 @@ def _candidates(
     )
 
 
-def nudge_owners(
+def stalled_by_owner(
     session: so.Session, team_id: str, now: dt.datetime, today: dt.date
-) -> dict[str, list[int]]:
-    """The deals to nudge (ids) per rep, from one scan of the team's open deals."""
-    query = _candidates(session, team_id, now, today).with_only_columns(Deal.owner_id, Deal.id)
-    by_owner: dict[str, list[int]] = defaultdict(list)
-    for owner, deal_id in session.execute(query):
-        by_owner[owner].append(deal_id)
+) -> dict[str, Stalled]:
+    """Each rep's deals to nudge, from one scan of the team's open deals that also counts
+    each one's nudges since its last change (no query per rep). Plain rows through the
+    connection: the ORM's result layer cost as much again as the scan's Python side."""
+    earlier = (
+        sa.select(sa.func.count())
+        .where(Nudge.deal_id == Deal.id, Nudge.deal_version == Deal.version)
+        .correlate(Deal)
+        .scalar_subquery()
+    )
+    query = (
+        _candidates(session, team_id, now, today)
+        .with_only_columns(Deal.owner_id, Deal.id, earlier)
+        .order_by(Deal.last_activity_at, Deal.id)
+    )
+    by_owner: dict[str, Stalled] = defaultdict(Stalled)
+    for owner, deal_id, nudged in session.connection().execute(query).all():
+        stalled = by_owner[owner]
+        stalled.deal_ids.append(deal_id)
+        if nudged + 1 == ESCALATE_AT:
+            stalled.escalating.add(deal_id)
     return dict(sorted(by_owner.items()))
 
 
-def owner_deals(session: so.Session, deal_ids: list[int]) -> list[Deal]:
-    """Those deals, still open, oldest activity first."""
-    return list(
-        session.scalars(
-            sa.select(Deal)
-            .where(Deal.id.in_(deal_ids), Deal.status == OPEN)
-            .order_by(Deal.last_activity_at)
-        )
+def record_nudges(
+    session: so.Session, team_id: str, stalled: list[Stalled], now: dt.datetime
+) -> set[int]:
+    """Record a nudge of each deal still open, for its owner at the version it has now, and
+    return those deals. One INSERT … SELECT for them all: rows sent one by one, or a
+    statement per rep, cost more than the rest of the job."""
+    nudges = Nudge.__table__
+    deal_ids = [i for s in stalled for i in s.deal_ids]
+    rows = sa.select(
+        sa.literal(team_id, nudges.c.team_id.type),
+        Deal.id,
+        Deal.owner_id,
+        sa.literal(now, nudges.c.at.type),
+        Deal.version,
+        _among(session, Deal.id, set().union(*(s.escalating for s in stalled))),
+    ).where(_among(session, Deal.id, deal_ids), Deal.status == OPEN)
+    columns = ["team_id", "deal_id", "user_id", "at", "deal_version", "escalated"]
+    inserted = session.execute(sa.insert(nudges).from_select(columns, rows)).rowcount
+    if inserted == len(deal_ids):  # as good as always: RETURNING them all cost a third more
+        return set(deal_ids)
+    recorded = sa.select(nudges.c.deal_id).where(
+        _among(session, nudges.c.deal_id, deal_ids), nudges.c.at == now
     )
+    return set(session.scalars(recorded))
 
 
-def nudges_since_change(session: so.Session, deals: list[Deal]) -> dict[int, int]:
-    """How often each deal was nudged at its current version (i.e. with no change since)."""
-    if not deals:
-        return {}
-    rows = session.execute(
-        sa.select(Nudge.deal_id, sa.func.count())
-        .join(Deal, sa.and_(Deal.id == Nudge.deal_id, Deal.version == Nudge.deal_version))
-        .where(Nudge.deal_id.in_([d.id for d in deals]))
-        .group_by(Nudge.deal_id)
-    ).all()
-    return {deal_id: int(n) for deal_id, n in rows}
+def deal_infos_by_id(
+    session: so.Session, team_id: str, deal_ids: list[int]
+) -> dict[int, presenters.DealInfo]:
+    """Just the deals a DM draws, in one read: most stalled deals are only counted."""
+    deals = session.scalars(sa.select(Deal).where(_among(session, Deal.id, deal_ids))).all()
+    return dict(
+        zip([d.id for d in deals], presenters.deal_infos(session, team_id, deals), strict=True)
+    )
 
 
 def stalled_nudges(ctx: JobContext, now: dt.datetime) -> list[str]:
     """One DM per rep, once per rep-local day, from NUDGE_HOUR on in the rep's time zone."""
     done: list[str] = []
     for team_id in teams(ctx):
-        today = now.astimezone(ctx.workspace_zone(team_id)).date()
-        nudge_hour = ctx.config(team_id).nudge_hour
-        with ctx.sessions() as session:
-            candidates = nudge_owners(session, team_id, now, today)
-        escalations: list[tuple[presenters.DealInfo, str]] = []
-        for owner, deal_ids in candidates.items():
-            local = now.astimezone(ctx.user_zone(team_id, owner))
-            if local.hour < nudge_hour:
-                continue
-            run_id = claim(
-                ctx, team_id, "stalled-nudges", f"{local.date().isoformat()}:{owner}", now
-            )
-            if run_id is None:
-                continue
-            tr = ctx.translator_for(team_id, owner)
-            owner_escalations: list[tuple[presenters.DealInfo, str]] = []
-            with ctx.sessions.begin() as session:
-                deals = owner_deals(session, deal_ids)
-                earlier_by_deal = nudges_since_change(session, deals)
-                escalate = {d.id for d in deals if earlier_by_deal.get(d.id, 0) + 1 == ESCALATE_AT}
-                # Only what the DM lists (and what goes to the managers) is drawn.
-                listed = deals[: blocks.NUDGE_LISTED]
-                items = list(
-                    zip(
-                        presenters.deal_infos(session, team_id, listed),
-                        [_why(tr, deal, now, local.date()) for deal in listed],
-                        strict=True,
-                    )
-                )
-                escalated = [d for d in deals if d.id in escalate]
-                owner_escalations = list(
-                    zip(
-                        presenters.deal_infos(session, team_id, escalated),
-                        [
-                            _why(ctx.workspace_translator(team_id), d, now, local.date())
-                            for d in escalated
-                        ],
-                        strict=True,
-                    )
-                )
-                if deals:
-                    session.execute(
-                        sa.insert(Nudge),
-                        [
-                            {
-                                "team_id": team_id,
-                                "deal_id": d.id,
-                                "user_id": owner,
-                                "at": now,
-                                "deal_version": d.version,
-                                "escalated": d.id in escalate,
-                            }
-                            for d in deals
-                        ],
-                    )
-            if items:
-                try:
-                    ctx.dm(team_id, owner, blocks.nudge_dm(tr, items, len(deals)))
-                except SlackApiError as exc:
-                    # Not delivered: forget this run's nudges and its claim, so the next
-                    # run tries again, and go on with the other reps.
-                    logger.warning("%s: could not nudge %s: %s", team_id, owner, exc)
-                    with ctx.sessions.begin() as session:
-                        session.execute(
-                            sa.delete(Nudge).where(
-                                Nudge.team_id == team_id, Nudge.user_id == owner, Nudge.at == now
-                            )
-                        )
-                        session.execute(sa.delete(JobRun).where(JobRun.id == run_id))
-                    done.append(f"{team_id}: could not nudge {owner} ({_slack_error(exc)})")
-                    continue
-            escalations += owner_escalations
-            finish(ctx, run_id, f"nudged {len(deals)} deals", now)
-            done.append(f"{team_id}: nudged {owner} about {len(deals)} deals")
-        if escalations:
-            managers = ctx.managers(team_id)
-            for manager in sorted(managers):
-                try:
-                    ctx.dm(
-                        team_id,
-                        manager,
-                        blocks.escalation_dm(ctx.translator_for(team_id, manager), escalations),
-                    )
-                except SlackApiError as exc:  # one unreachable manager must not stop the rest
-                    logger.warning("%s: could not escalate to %s: %s", team_id, manager, exc)
-                    done.append(f"{team_id}: could not escalate to {manager} ({_slack_error(exc)})")
-            done.append(
-                f"{team_id}: escalated {len(escalations)} deals to {len(managers)} managers"
-            )
+        done += _nudge_team(ctx, team_id, now)
     return done
+
+
+def _nudge_team(ctx: JobContext, team_id: str, now: dt.datetime) -> list[str]:
+    """One scan for the team, the reps in batches, then one DM per manager about the deals
+    escalated."""
+    today = now.astimezone(ctx.workspace_zone(team_id)).date()
+    nudge_hour = ctx.config(team_id).nudge_hour
+    with ctx.sessions() as session:
+        candidates = stalled_by_owner(session, team_id, now, today)
+    due: list[RepNudge] = []
+    for owner, stalled in candidates.items():
+        # Outside any transaction: the rep's time zone may come from Slack (users.info).
+        local = now.astimezone(ctx.user_zone(team_id, owner))
+        if local.hour >= nudge_hour:
+            due.append(RepNudge(owner, local.date(), stalled))
+    done: list[str] = []
+    escalations: list[tuple[presenters.DealInfo, str]] = []
+    for first in range(0, len(due), NUDGE_BATCH):
+        lines, escalated = _nudge_reps(ctx, team_id, due[first : first + NUDGE_BATCH], now)
+        done += lines
+        escalations += escalated
+    if escalations:
+        managers = ctx.managers(team_id)
+        for manager in sorted(managers):
+            try:
+                ctx.dm(
+                    team_id,
+                    manager,
+                    blocks.escalation_dm(ctx.translator_for(team_id, manager), escalations),
+                )
+            except SlackApiError as exc:  # one unreachable manager must not stop the rest
+                logger.warning("%s: could not escalate to %s: %s", team_id, manager, exc)
+                done.append(f"{team_id}: could not escalate to {manager} ({_slack_error(exc)})")
+        done.append(f"{team_id}: escalated {len(escalations)} deals to {len(managers)} managers")
+    return done
+
+
+def _nudge_reps(
+    ctx: JobContext, team_id: str, reps: list[RepNudge], now: dt.datetime
+) -> tuple[list[str], list[tuple[presenters.DealInfo, str]]]:
+    """Claim the reps, record their nudges and read what their DMs draw in one transaction;
+    DM each rep; then, in one more, finish the claims of those reached and take back the
+    nudges and claims of the others. Returns what was done and, for the managers, the
+    reached reps' escalated deals."""
+    with ctx.sessions.begin() as session:
+        keys = {rep.owner: f"{rep.day.isoformat()}:{rep.owner}" for rep in reps}
+        claims = claim_all(session, team_id, "stalled-nudges", list(keys.values()), now)
+        runs = {owner: claims[key] for owner, key in keys.items() if key in claims}
+        claimed = [rep for rep in reps if rep.owner in runs]
+        recorded = record_nudges(session, team_id, [rep.stalled for rep in claimed], now)
+        claimed = [rep._replace(stalled=rep.stalled.only(recorded)) for rep in claimed]
+        # Only what a DM lists, and what goes to the managers, is drawn.
+        drawn = {
+            deal_id
+            for rep in claimed
+            for deal_id in (*rep.stalled.deal_ids[: blocks.NUDGE_LISTED], *rep.stalled.escalating)
+        }
+        infos = deal_infos_by_id(session, team_id, sorted(drawn))
+
+    done: list[str] = []
+    escalations: list[tuple[presenters.DealInfo, str]] = []
+    delivered: dict[int, str] = {}
+    undelivered: list[RepNudge] = []
+    for rep in claimed:
+        deal_ids = rep.stalled.deal_ids
+        tr = ctx.translator_for(team_id, rep.owner)
+        listed = deal_ids[: blocks.NUDGE_LISTED]
+        items = [(infos[i], _why(tr, infos[i], now, rep.day)) for i in listed]
+        if items:
+            try:
+                ctx.dm(team_id, rep.owner, blocks.nudge_dm(tr, items, len(deal_ids)))
+            except SlackApiError as exc:  # go on with the other reps
+                logger.warning("%s: could not nudge %s: %s", team_id, rep.owner, exc)
+                undelivered.append(rep)
+                done.append(f"{team_id}: could not nudge {rep.owner} ({_slack_error(exc)})")
+                continue
+        workspace_tr = ctx.workspace_translator(team_id)
+        escalations += [
+            (infos[i], _why(workspace_tr, infos[i], now, rep.day))
+            for i in deal_ids
+            if i in rep.stalled.escalating
+        ]
+        delivered[runs[rep.owner]] = f"nudged {len(deal_ids)} deals"
+        done.append(f"{team_id}: nudged {rep.owner} about {len(deal_ids)} deals")
+    with ctx.sessions.begin() as session:
+        finish_in(session, delivered, now)
+        if undelivered:  # forget their nudges and claims, so the next run tries them again
+            taken_back = [i for rep in undelivered for i in rep.stalled.deal_ids]
+            session.execute(
+                sa.delete(Nudge).where(_among(session, Nudge.deal_id, taken_back), Nudge.at == now)
+            )
+            session.execute(
+                sa.delete(JobRun).where(JobRun.id.in_([runs[rep.owner] for rep in undelivered]))
+            )
+    return done, escalations
 
 
 # --- reminders ------------------------------------------------------------------------
