@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm as so
 
+from funnelbot import deals as domain
 from funnelbot.models import LOST, OPEN, WON, WON_RANK, Deal, Stage, StageChange
 from funnelbot.periods import Period
 
@@ -137,16 +138,6 @@ def _stays(
     return averages, medians
 
 
-def _open_stages(session: so.Session, team_id: str) -> list[Stage]:
-    return list(
-        session.scalars(
-            sa.select(Stage)
-            .where(Stage.team_id == team_id, Stage.kind == OPEN, Stage.active)
-            .order_by(Stage.position, Stage.id)
-        )
-    )
-
-
 # --- conversion -----------------------------------------------------------------------
 
 
@@ -227,7 +218,7 @@ def conversion(
 ) -> Conversion:
     dialect = session.get_bind().dialect.name
     start, end = period.bounds(tz)
-    stages = _open_stages(session, team_id)
+    stages = domain.open_stages(session, team_id)
     ranks = dict(
         session.execute(sa.select(Stage.id, Stage.rank).where(Stage.team_id == team_id)).all()
     )
@@ -387,7 +378,7 @@ def win_probabilities(
         query = query.where(Deal.owner_id == owner)
     rows = session.execute(query).all()
     result = []
-    for stage in _open_stages(session, team_id):
+    for stage in domain.open_stages(session, team_id):
         sample = sum(n for rank, _status, n in rows if rank >= stage.position)
         wins = sum(n for rank, status, n in rows if rank >= stage.position and status == WON)
         default = float(stage.probability)
@@ -545,7 +536,7 @@ def stalled_condition(
             Deal.stage_id == stage.id,
             Deal.last_activity_at < now - dt.timedelta(days=stage.stall_days),
         )
-        for stage in _open_stages(session, team_id)
+        for stage in domain.open_stages(session, team_id)
         if stage.stall_days
     ]
     overdue = sa.and_(Deal.next_step_due.is_not(None), Deal.next_step_due < today)
