@@ -74,6 +74,7 @@ for _p in (str(TESTS_DIR), str(REPO_ROOT)):
 
 import sqlalchemy as sa  # noqa: E402
 from fakeslack import TEAM_ID, FakeSlack  # noqa: E402
+from sample_data import COMPANIES, PRODUCTS, SOURCES  # noqa: E402 - benchmarks/ is on sys.path
 from slack_bolt import Ack, App, BoltRequest, Respond  # noqa: E402
 from slack_bolt.adapter.wsgi import SlackRequestHandler  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
@@ -103,52 +104,6 @@ STAGE_WEIGHTS = {
     "won": 11,
     "lost": 6,
 }
-COMPANIES = [
-    "Acme",
-    "Apex",
-    "Blue",
-    "Bright",
-    "Cedar",
-    "Delta",
-    "Echo",
-    "Falcon",
-    "Globex",
-    "Harbor",
-    "Initech",
-    "Juniper",
-    "Kite",
-    "Lumen",
-    "Maple",
-    "Nimbus",
-    "Orbit",
-    "Pioneer",
-    "Quartz",
-    "Ridge",
-    "Summit",
-    "Tidal",
-    "Umbra",
-    "Vertex",
-    "Willow",
-    "Zenith",
-    "北辰",
-    "华远",
-    "星河",
-    "天启",
-    "长风",
-    "云帆",
-]
-PRODUCTS = [
-    "Renewal",
-    "Expansion",
-    "Pilot",
-    "Rollout",
-    "Licences",
-    "Support",
-    "Migration",
-    "Platform",
-    "Training",
-]
-SOURCES = (None, "inbound", "referral", "event", "outbound", "partner")
 
 
 # --------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ for _p in (str(TESTS_DIR), str(REPO_ROOT)):
         sys.path.insert(0, _p)
 
 import sqlalchemy as sa  # noqa: E402
+from sample_data import COMPANIES, PRODUCTS, SOURCES  # noqa: E402 - benchmarks/ is on sys.path
 
 from funnelbot import db  # noqa: E402
 from funnelbot import deals as domain  # noqa: E402
@@ -115,52 +116,6 @@ RECLOSE_P = 0.6  # ... and then closed again the same way
 MEAN_GAP_S = 7 * 86400
 MIN_GAP_S, MAX_GAP_S = 600, 120 * 86400
 
-COMPANIES = (
-    "Acme",
-    "Apex",
-    "Blue",
-    "Bright",
-    "Cedar",
-    "Delta",
-    "Echo",
-    "Falcon",
-    "Globex",
-    "Harbor",
-    "Initech",
-    "Juniper",
-    "Kite",
-    "Lumen",
-    "Maple",
-    "Nimbus",
-    "Orbit",
-    "Pioneer",
-    "Quartz",
-    "Ridge",
-    "Summit",
-    "Tidal",
-    "Umbra",
-    "Vertex",
-    "Willow",
-    "Zenith",
-    "北辰",
-    "华远",
-    "星河",
-    "天启",
-    "长风",
-    "云帆",
-)
-PRODUCTS = (
-    "Renewal",
-    "Expansion",
-    "Pilot",
-    "Rollout",
-    "Licences",
-    "Support",
-    "Migration",
-    "Platform",
-    "Training",
-)
-SOURCES = (None, "inbound", "referral", "event", "outbound", "partner")
 LOST_REASONS = ("Budget", "Competitor", "Timing", "No decision", None)
 
 DEAL_COLS = (
