@@ -69,10 +69,10 @@ def oauth_settings(settings: Settings, engine: sa.Engine) -> OAuthSettings:
 
 
 def build_bolt_app(
-    services: Services, *, client: WebClient | None = None, engine: sa.Engine | None = None
+    services: Services, engine: sa.Engine, *, client: WebClient | None = None
 ) -> App:
     settings = services.settings
-    oauth = oauth_settings(settings, engine) if settings.oauth and engine is not None else None
+    oauth = oauth_settings(settings, engine) if settings.oauth else None
     app = App(
         signing_secret=settings.slack_signing_secret,
         client=client or make_client(settings, token=None if oauth else settings.slack_bot_token),
@@ -86,6 +86,6 @@ def build_bolt_app(
     def on_error(error: Exception, body: dict) -> None:  # type: ignore[type-arg]
         logger.exception("unhandled error in a listener", exc_info=error)
 
-    app.use(make_middleware(services.sessions, services.clock))
+    app.use(make_middleware(engine, services.clock))
     register_listeners(app, services)
     return app

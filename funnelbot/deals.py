@@ -38,6 +38,7 @@ from funnelbot.models import (
     Stage,
     StageChange,
     Workspace,
+    new_revision,
 )
 
 TEMPLATE_TEAM = "*"
@@ -109,24 +110,82 @@ def ensure_workspace(session: so.Session, team_id: str, now: dt.datetime) -> Wor
 
 
 _STAGES_MEMO = "funnelbot.funnel_stages"
+_stages, _criteria = Stage.__table__, ExitCriterion.__table__
+# Core statements built once (no ORM objects, no per-call compilation).
+_STAGES_REVISION = sa.select(Workspace.__table__.c.stages_revision).where(
+    Workspace.__table__.c.team_id == sa.bindparam("team")
+)
+_ACTIVE_STAGES = (
+    sa.select(_stages)
+    .where(_stages.c.team_id == sa.bindparam("team"), _stages.c.active)
+    .order_by(_stages.c.position, _stages.c.id)
+)
+_ACTIVE_CRITERIA = (
+    sa.select(_criteria)
+    .join(_stages, _stages.c.id == _criteria.c.stage_id)
+    .where(_stages.c.team_id == sa.bindparam("team"), _stages.c.active, _criteria.c.active)
+    .order_by(_criteria.c.stage_id, _criteria.c.position, _criteria.c.id)
+)
+StageRows = tuple[tuple[dict[str, object], ...], dict[int, tuple[dict[str, object], ...]]]
+# (team, stages_revision) -> the team's active stages and their criteria, as plain rows.
+_stage_rows_cache: dict[tuple[str, int], StageRows] = {}
+_STAGE_ROWS_CACHE_SIZE = 1000
+
+
+def _stage_rows(session: so.Session, team_id: str) -> StageRows:
+    """The team's stages as rows: from this process's cache while the workspace's
+    `stages_revision` is the one they were read under (one small read per transaction)."""
+    params = {"team": team_id}
+    revision = session.execute(_STAGES_REVISION, params).scalar()
+    key = (team_id, revision) if revision is not None else None
+    cached = _stage_rows_cache.get(key) if key else None
+    if cached is not None:
+        return cached
+    stages = tuple(dict(row) for row in session.execute(_ACTIVE_STAGES, params).mappings())
+    criteria: dict[int, list[dict[str, object]]] = {}
+    for row in session.execute(_ACTIVE_CRITERIA, params).mappings():
+        criteria.setdefault(row["stage_id"], []).append(dict(row))  # type: ignore[arg-type]
+    rows: StageRows = (stages, {k: tuple(v) for k, v in criteria.items()})
+    if key:
+        if len(_stage_rows_cache) >= _STAGE_ROWS_CACHE_SIZE:
+            _stage_rows_cache.clear()
+        _stage_rows_cache[key] = rows
+    return rows
+
+
+def _persistent(session: so.Session, cls: type[so.DeclarativeBase], values: dict[str, object]):  # type: ignore[no-untyped-def]
+    """The session's object for this row: the one it has, else one made from the row
+    without SQL (as if loaded by a query)."""
+    found = session.identity_map.get(so.util.identity_key(cls, values["id"]))
+    if found is not None:
+        return found
+    obj = cls(**values)
+    so.make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
 
 
 def funnel_stages(session: so.Session, team_id: str) -> list[Stage]:
     """Active stages in funnel order: open stages by position, then won, then lost.
 
-    Read once per transaction (with their exit criteria): one command asks several times,
-    and a change of a stage or criterion in the session forgets the memo.
+    Made once per transaction (with their exit criteria) from the process-wide cache of
+    `_stage_rows`: one command asks several times, and a change of a stage or criterion
+    in the session forgets the memo.
     """
     memo: dict[str, list[Stage]] = session.info.setdefault(_STAGES_MEMO, {})
     if team_id not in memo:
-        memo[team_id] = list(
-            session.scalars(
-                sa.select(Stage)
-                .where(Stage.team_id == team_id, Stage.active)
-                .order_by(Stage.position, Stage.id)
-                .options(so.selectinload(Stage.criteria))
-            )
-        )
+        rows, criteria = _stage_rows(session, team_id)
+        stages = []
+        for values in rows:
+            stage = _persistent(session, Stage, values)
+            if "criteria" in sa.inspect(stage).unloaded:
+                so.attributes.set_committed_value(
+                    stage,
+                    "criteria",
+                    [_persistent(session, ExitCriterion, c) for c in criteria.get(stage.id, ())],
+                )
+            stages.append(stage)
+        memo[team_id] = sorted(stages, key=lambda s: (s.position, s.id))
     return list(memo[team_id])
 
 
@@ -140,9 +199,24 @@ def _forget_stages_after_transaction(
 
 @sa.event.listens_for(so.Session, "after_flush")
 def _forget_stages_after_change(session: so.Session, _context: object) -> None:
+    """A stage or criterion changed: forget the memo, and give the team's stages a new
+    revision so every process (this one too) reads them afresh."""
     changed = (*session.new, *session.dirty, *session.deleted)
-    if any(isinstance(obj, Stage | ExitCriterion) for obj in changed):
+    teams = {obj.team_id for obj in changed if isinstance(obj, Stage | ExitCriterion)}
+    if teams:
         session.info.pop(_STAGES_MEMO, None)
+        stages_changed(session.connection(), teams)
+
+
+def stages_changed(connection: sa.Connection, team_ids: Iterable[str]) -> None:
+    """Tell every process that these teams' stages or criteria changed (ORM changes do
+    this by themselves; call it after changing those tables with plain SQL)."""
+    workspaces = Workspace.__table__
+    connection.execute(
+        sa.update(workspaces)
+        .where(workspaces.c.team_id.in_(sorted(team_ids)))
+        .values(stages_revision=new_revision())
+    )
 
 
 def open_stages(session: so.Session, team_id: str) -> list[Stage]:
@@ -267,27 +341,49 @@ def list_deals(
     return list(deals), total
 
 
-def history(session: so.Session, deal: Deal) -> Sequence[StageChange]:
-    """The deal's stage changes in order; their stages usually come from the session's
-    identity map (see `funnel_stages`), so no join is needed."""
-    return session.scalars(
-        sa.select(StageChange).where(StageChange.deal_id == deal.id).order_by(StageChange.id)
-    ).all()
+_changes, _notes, _confirmations = (
+    StageChange.__table__,
+    Note.__table__,
+    ExitConfirmation.__table__,
+)
+_HISTORY = (
+    sa.select(_changes.c.from_stage_id, _changes.c.to_stage_id, _changes.c.at, _changes.c.by)
+    .where(_changes.c.deal_id == sa.bindparam("deal"))
+    .order_by(_changes.c.id)
+)
+_RECENT_NOTES = (
+    sa.select(_notes.c.author, _notes.c.text, _notes.c.at)
+    .where(_notes.c.deal_id == sa.bindparam("deal"))
+    .order_by(_notes.c.id.desc())
+    .limit(sa.bindparam("limit"))
+)
+_CONFIRMATIONS = (
+    sa.select(_criteria.c.text, _confirmations.c.by, _confirmations.c.at)
+    .join(_criteria, _criteria.c.id == _confirmations.c.criterion_id)
+    .where(_confirmations.c.deal_id == sa.bindparam("deal"))
+    .order_by(_confirmations.c.id)
+)
 
 
-def recent_notes(session: so.Session, deal: Deal, limit: int = 5) -> Sequence[Note]:
-    return session.scalars(
-        sa.select(Note).where(Note.deal_id == deal.id).order_by(Note.id.desc()).limit(limit)
-    ).all()
+def history(
+    session: so.Session, deal: Deal
+) -> Sequence[sa.Row[tuple[int | None, int, dt.datetime, str]]]:
+    """The deal's stage changes in order: (from_stage_id, to_stage_id, at, by)."""
+    return session.execute(_HISTORY, {"deal": deal.id}).all()  # type: ignore[return-value]
 
 
-def confirmations(session: so.Session, deal: Deal) -> Sequence[tuple[ExitConfirmation, str]]:
-    return session.execute(
-        sa.select(ExitConfirmation, ExitCriterion.text)
-        .join(ExitCriterion, ExitCriterion.id == ExitConfirmation.criterion_id)
-        .where(ExitConfirmation.deal_id == deal.id)
-        .order_by(ExitConfirmation.id)
-    ).all()  # type: ignore[return-value]
+def recent_notes(
+    session: so.Session, deal: Deal, limit: int = 5
+) -> Sequence[sa.Row[tuple[str, str, dt.datetime]]]:
+    """The deal's latest notes, newest first: (author, text, at)."""
+    return session.execute(_RECENT_NOTES, {"deal": deal.id, "limit": limit}).all()  # type: ignore[return-value]
+
+
+def confirmations(
+    session: so.Session, deal: Deal
+) -> Sequence[sa.Row[tuple[str, str, dt.datetime]]]:
+    """Exit criteria confirmed for the deal, in order: (criterion text, by, at)."""
+    return session.execute(_CONFIRMATIONS, {"deal": deal.id}).all()  # type: ignore[return-value]
 
 
 # --- changing deals -------------------------------------------------------------------

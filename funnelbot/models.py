@@ -7,6 +7,7 @@ Money is `Numeric`/`Decimal`; timestamps are timezone-aware UTC on every backend
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,10 @@ from sqlalchemy.types import TypeDecorator
 
 OPEN, WON, LOST = "open", "won", "lost"
 WON_RANK = 1_000_000  # `won` lies beyond every open stage
+
+
+def new_revision() -> int:
+    return secrets.randbits(62)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -65,6 +70,9 @@ class Workspace(Base):
     next_deal_number: so.Mapped[int] = so.mapped_column(sa.Integer, default=1)
     settings: so.Mapped[dict[str, Any]] = so.mapped_column(sa.JSON, default=dict)
     created_at: so.Mapped[dt.datetime] = so.mapped_column(UTCDateTime)
+    # New (random) at every change of the team's stages or exit criteria: the key under
+    # which each process caches them (random, so two databases never share one).
+    stages_revision: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=new_revision)
 
 
 class Stage(Base):

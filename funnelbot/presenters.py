@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import orm as so
 
 from funnelbot import deals as domain
-from funnelbot.models import Deal, Stage
+from funnelbot.models import OPEN, Deal, Stage
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,9 @@ def stage_info(stage: Stage) -> StageInfo:
     )
 
 
-def deal_info(deal: Deal, *, last_open_position: int | None = None) -> DealInfo:
+def deal_info(
+    deal: Deal, *, last_open_position: int | None = None, stage: StageInfo | None = None
+) -> DealInfo:
     has_next = last_open_position is None or deal.stage.position < last_open_position
     return DealInfo(
         number=deal.number,
@@ -99,7 +101,7 @@ def deal_info(deal: Deal, *, last_open_position: int | None = None) -> DealInfo:
         name=deal.name,
         amount=deal.amount,
         owner_id=deal.owner_id,
-        stage=stage_info(deal.stage),
+        stage=stage or stage_info(deal.stage),
         status=deal.status,
         source=deal.source,
         expected_close=deal.expected_close,
@@ -122,19 +124,29 @@ def deal_infos(session: so.Session, team_id: str, deals: Sequence[Deal]) -> list
 
 
 def deal_detail(session: so.Session, deal: Deal) -> DealDetail:
+    known = {s.id: s for s in domain.funnel_stages(session, deal.team_id)}
+    infos: dict[int, StageInfo] = {}
+
+    def info(stage_id: int) -> StageInfo:
+        if stage_id not in infos:
+            # History may name a removed stage: not among the active ones.
+            stage = known.get(stage_id) or session.get(Stage, stage_id)
+            assert stage is not None
+            infos[stage_id] = stage_info(stage)
+        return infos[stage_id]
+
+    last_open = max(s.position for s in known.values() if s.kind == OPEN)
     return DealDetail(
-        deal=deal_info(deal, last_open_position=last_open_position(session, deal.team_id)),
+        deal=deal_info(deal, last_open_position=last_open, stage=info(deal.stage_id)),
         history=tuple(
             HistoryEntry(
-                from_stage=stage_info(h.from_stage) if h.from_stage else None,
-                to_stage=stage_info(h.to_stage),
-                at=h.at,
-                by=h.by,
+                from_stage=info(from_id) if from_id is not None else None,
+                to_stage=info(to_id),
+                at=at,
+                by=by,
             )
-            for h in domain.history(session, deal)
+            for from_id, to_id, at, by in domain.history(session, deal)
         ),
-        notes=tuple(NoteInfo(n.author, n.text, n.at) for n in domain.recent_notes(session, deal)),
-        confirmations=tuple(
-            ConfirmationInfo(text, c.by, c.at) for c, text in domain.confirmations(session, deal)
-        ),
+        notes=tuple(NoteInfo(*row) for row in domain.recent_notes(session, deal)),
+        confirmations=tuple(ConfirmationInfo(*row) for row in domain.confirmations(session, deal)),
     )

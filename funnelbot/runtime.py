@@ -68,7 +68,7 @@ def build_runtime(
     )
     if clock is not None:
         services.clock = clock
-    bolt = build_bolt_app(services, engine=engine)
+    bolt = build_bolt_app(services, engine)
     job_context = JobContext(
         settings,
         sessions,

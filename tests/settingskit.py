@@ -28,6 +28,8 @@ from helpers import (
     wait_view_open,
 )
 
+from funnelbot.deals import stages_changed
+
 V_SETTINGS, V_CRITERIA, V_SNOOZE = "funnel_settings", "deal_criteria", "deal_snooze"
 SNOOZE = "deal_snooze"
 SETTINGS_BLOCKS = (
@@ -217,6 +219,7 @@ def add_criteria(app: Any, stage_key: str, texts: list[str], team: str = TEAM) -
                 {"s": stage_id},
             ).scalars()
         )
+        stages_changed(conn, [team])
     return ids
 
 

@@ -22,6 +22,8 @@ from helpers import (
     wait_response,
 )
 
+from funnelbot.deals import stages_changed
+
 
 def _at_once(count: int, send) -> list:
     """Call send(i) from `count` threads released together; return their results."""
@@ -65,6 +67,7 @@ def _add_open_stages(app, keys: list[str], team: str = TEAM) -> None:
                     active=True,
                 )
             )
+        stages_changed(conn, [team])
 
 
 def _check_history_chain(app, number: int, expected_stages: list[str]) -> None:

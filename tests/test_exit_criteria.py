@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from helpers import (
     ADVANCE,
+    TEAM,
     WON,
     ack_json,
     all_text,
@@ -39,6 +40,8 @@ from settingskit import (
     confirmation_rows,
     modal_state,
 )
+
+from funnelbot.deals import stages_changed
 
 ITEMS = ["Budget confirmed", "Decision maker identified", "Pain point agreed"]
 T0 = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
@@ -160,6 +163,7 @@ def test_a_removed_criterion_is_not_asked(app_server) -> None:
         conn.execute(
             sa.text("UPDATE exit_criteria SET active = :f WHERE id = :i"), {"f": False, "i": ids[1]}
         )
+        stages_changed(conn, [TEAM])
     view, _ = command_opens_checklist(app_server, f"advance #{number}")
     assert [o["value"] for o in checklist(view)["element"]["options"]] == [
         str(ids[0]),

@@ -37,6 +37,7 @@ from metrics_model import (
 
 from funnelbot import metrics
 from funnelbot.db import make_engine, make_session_factory, upgrade
+from funnelbot.deals import stages_changed
 from funnelbot.models import Stage
 from funnelbot.periods import Period
 
@@ -494,6 +495,7 @@ def test_forecast_single_deal_with_even_odds(db_engine) -> None:
             .where(Stage.team_id == TEAM, Stage.key == "proposal")
             .values(probability=Decimal("0.5"))
         )
+        stages_changed(session.connection(), [TEAM])
     with sessions() as session:
         first = metrics.forecast(session, TEAM, Period(*Q3), AS_OF, tz=TZ)
         second = metrics.forecast(session, TEAM, Period(*Q3), AS_OF, tz=TZ)

@@ -218,6 +218,42 @@ def test_rename_keeps_history(run_cli, cli_env, sessions, tmp_path) -> None:
     assert current(run_cli, cli_env)[1]["name"]["en"] == "Qualified"
 
 
+def revision(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(Workspace.stages_revision).where(Workspace.team_id == TEAM)
+        ).scalar_one()
+
+
+def test_only_a_change_of_stages_or_criteria_gives_a_new_stages_revision(sessions) -> None:
+    """Each process caches a team's stages under this number: deal work must leave it
+    alone (else the cache is useless), any stage or criterion change must replace it
+    (else another replica would act on stages that no longer exist)."""
+    engine = sessions.kw["bind"]
+    first = revision(engine)
+    with sessions.begin() as session:
+        number = new_deal(session, "Acme", "lead")
+        deal = domain.get_deal(session, TEAM, number)
+        domain.advance(session, deal, REP, now=domain.utcnow())
+        domain.add_note(session, deal, REP, "called", now=domain.utcnow())
+    assert revision(engine) == first
+    with sessions.begin() as session:
+        stage(session, "proposal").stall_days = 9
+    second = revision(engine)
+    assert second != first
+    with sessions.begin() as session:
+        session.add(
+            ExitCriterion(
+                team_id=TEAM, stage_id=stage(session, "lead").id, position=1, text="Budget"
+            )
+        )
+    assert revision(engine) not in (first, second)
+    with sessions() as session:
+        stages_now = {s.key: s for s in domain.funnel_stages(session, TEAM)}
+        assert stages_now["proposal"].stall_days == 9
+        assert [c.text for c in stages_now["lead"].criteria] == ["Budget"]
+
+
 def test_reorder(run_cli, cli_env, sessions, tmp_path) -> None:
     data = current(run_cli, cli_env)
     data[1], data[2] = data[2], data[1]
