@@ -9,9 +9,10 @@ stage-history row in the same transaction, so concurrent edits cannot lose eithe
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import orm as so
@@ -41,6 +42,7 @@ from funnelbot.models import (
     new_revision,
 )
 
+T = TypeVar("T")
 TEMPLATE_TEAM = "*"
 MAX_NAME = 200
 MAX_TEXT = 2000  # a Slack section holds 3000 characters; leave room for the frame
@@ -109,11 +111,11 @@ def ensure_workspace(session: so.Session, team_id: str, now: dt.datetime) -> Wor
     return workspace
 
 
-_STAGES_MEMO = "funnelbot.funnel_stages"
-_stages, _criteria = Stage.__table__, ExitCriterion.__table__
+_STAGES_MEMO = "funnelbot.team_stages"
+_stages, _criteria, _workspaces = Stage.__table__, ExitCriterion.__table__, Workspace.__table__
 # Core statements built once (no ORM objects, no per-call compilation).
-_STAGES_REVISION = sa.select(Workspace.__table__.c.stages_revision).where(
-    Workspace.__table__.c.team_id == sa.bindparam("team")
+_STAGES_REVISION = sa.select(_workspaces.c.stages_revision).where(
+    _workspaces.c.team_id == sa.bindparam("team")
 )
 _ACTIVE_STAGES = (
     sa.select(_stages)
@@ -126,67 +128,101 @@ _ACTIVE_CRITERIA = (
     .where(_stages.c.team_id == sa.bindparam("team"), _stages.c.active, _criteria.c.active)
     .order_by(_criteria.c.stage_id, _criteria.c.position, _criteria.c.id)
 )
-StageRows = tuple[tuple[dict[str, object], ...], dict[int, tuple[dict[str, object], ...]]]
-# (team, stages_revision) -> the team's active stages and their criteria, as plain rows.
-_stage_rows_cache: dict[tuple[str, int], StageRows] = {}
-_STAGE_ROWS_CACHE_SIZE = 1000
+Row = sa.Row[Any]
 
 
-def _stage_rows(session: so.Session, team_id: str) -> StageRows:
-    """The team's stages as rows: from this process's cache while the workspace's
-    `stages_revision` is the one they were read under (one small read per transaction)."""
+@dataclass(frozen=True, eq=False)
+class TeamStages:
+    """A team's active stages in funnel order and their active exit criteria, as
+    immutable rows (`row.key`, `row.position`, …); shared by every session of this
+    process while the revision holds."""
+
+    stages: tuple[Row, ...]
+    criteria: dict[int, tuple[Row, ...]]
+    _views: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def open(self) -> tuple[Row, ...]:
+        return tuple(row for row in self.stages if row.kind == OPEN)
+
+    def view(self, name: str, build: Callable[[TeamStages], T]) -> T:
+        """Something derived from these rows (e.g. presenters' snapshots), built once."""
+        if name not in self._views:
+            self._views[name] = build(self)
+        return self._views[name]  # type: ignore[no-any-return]
+
+    def row(self, stage_id: int) -> Row | None:
+        return next((row for row in self.stages if row.id == stage_id), None)
+
+
+# (team, stages_revision) -> TeamStages.
+_team_stages_cache: dict[tuple[str, int], TeamStages] = {}
+_TEAM_STAGES_CACHE_SIZE = 1000
+
+
+def team_stages(session: so.Session, team_id: str) -> TeamStages:
+    """The team's stages as rows, once per transaction: from this process's cache while
+    the workspace's `stages_revision` is the one they were read under (one small read),
+    else from the tables. A change of a stage or criterion in the session forgets them."""
+    memo: dict[str, TeamStages] = session.info.setdefault(_STAGES_MEMO, {})
+    if team_id in memo:
+        return memo[team_id]
     params = {"team": team_id}
     revision = session.execute(_STAGES_REVISION, params).scalar()
     key = (team_id, revision) if revision is not None else None
-    cached = _stage_rows_cache.get(key) if key else None
-    if cached is not None:
-        return cached
-    stages = tuple(dict(row) for row in session.execute(_ACTIVE_STAGES, params).mappings())
-    criteria: dict[int, list[dict[str, object]]] = {}
-    for row in session.execute(_ACTIVE_CRITERIA, params).mappings():
-        criteria.setdefault(row["stage_id"], []).append(dict(row))  # type: ignore[arg-type]
-    rows: StageRows = (stages, {k: tuple(v) for k, v in criteria.items()})
-    if key:
-        if len(_stage_rows_cache) >= _STAGE_ROWS_CACHE_SIZE:
-            _stage_rows_cache.clear()
-        _stage_rows_cache[key] = rows
-    return rows
+    found = _team_stages_cache.get(key) if key else None
+    if found is None:
+        stages = tuple(session.execute(_ACTIVE_STAGES, params))
+        criteria: dict[int, list[Row]] = {}
+        for row in session.execute(_ACTIVE_CRITERIA, params):
+            criteria.setdefault(row.stage_id, []).append(row)
+        found = TeamStages(stages, {k: tuple(v) for k, v in criteria.items()})
+        if key:
+            if len(_team_stages_cache) >= _TEAM_STAGES_CACHE_SIZE:
+                _team_stages_cache.clear()
+            _team_stages_cache[key] = found
+    memo[team_id] = found
+    return found
 
 
-def _persistent(session: so.Session, cls: type[so.DeclarativeBase], values: dict[str, object]):  # type: ignore[no-untyped-def]
+def _persistent(session: so.Session, cls: type[Stage | ExitCriterion], row: Row) -> Any:
     """The session's object for this row: the one it has, else one made from the row
     without SQL (as if loaded by a query)."""
-    found = session.identity_map.get(so.util.identity_key(cls, values["id"]))
+    found = session.identity_map.get(so.util.identity_key(cls, row.id))
     if found is not None:
         return found
-    obj = cls(**values)
+    obj = cls(**row._asdict())
     so.make_transient_to_detached(obj)
     session.add(obj)
     return obj
 
 
-def funnel_stages(session: so.Session, team_id: str) -> list[Stage]:
-    """Active stages in funnel order: open stages by position, then won, then lost.
+def stage_object(session: so.Session, team_id: str, stage_id: int) -> Stage:
+    """One active stage as the session's ORM object, exit criteria included, without SQL
+    when the team's stages are cached."""
+    team = team_stages(session, team_id)
+    values = team.row(stage_id)
+    if values is None:  # not an active stage of this team
+        stage = session.get(Stage, stage_id)
+        if stage is None or stage.team_id != team_id:
+            raise NotFound("error.unknown_stage", stage=str(stage_id), choices="")
+        return stage
+    stage = _persistent(session, Stage, values)
+    if "criteria" in sa.inspect(stage).unloaded:
+        so.attributes.set_committed_value(
+            stage,
+            "criteria",
+            [_persistent(session, ExitCriterion, c) for c in team.criteria.get(stage_id, ())],
+        )
+    return stage  # type: ignore[no-any-return]
 
-    Made once per transaction (with their exit criteria) from the process-wide cache of
-    `_stage_rows`: one command asks several times, and a change of a stage or criterion
-    in the session forgets the memo.
-    """
-    memo: dict[str, list[Stage]] = session.info.setdefault(_STAGES_MEMO, {})
-    if team_id not in memo:
-        rows, criteria = _stage_rows(session, team_id)
-        stages = []
-        for values in rows:
-            stage = _persistent(session, Stage, values)
-            if "criteria" in sa.inspect(stage).unloaded:
-                so.attributes.set_committed_value(
-                    stage,
-                    "criteria",
-                    [_persistent(session, ExitCriterion, c) for c in criteria.get(stage.id, ())],
-                )
-            stages.append(stage)
-        memo[team_id] = sorted(stages, key=lambda s: (s.position, s.id))
-    return list(memo[team_id])
+
+def funnel_stages(session: so.Session, team_id: str) -> list[Stage]:
+    """Active stages in funnel order: open stages by position, then won, then lost."""
+    stages = [
+        stage_object(session, team_id, row.id) for row in team_stages(session, team_id).stages
+    ]
+    return sorted(stages, key=lambda s: (s.position, s.id))
 
 
 @sa.event.listens_for(so.Session, "after_transaction_end")
@@ -211,10 +247,9 @@ def _forget_stages_after_change(session: so.Session, _context: object) -> None:
 def stages_changed(connection: sa.Connection, team_ids: Iterable[str]) -> None:
     """Tell every process that these teams' stages or criteria changed (ORM changes do
     this by themselves; call it after changing those tables with plain SQL)."""
-    workspaces = Workspace.__table__
     connection.execute(
-        sa.update(workspaces)
-        .where(workspaces.c.team_id.in_(sorted(team_ids)))
+        sa.update(_workspaces)
+        .where(_workspaces.c.team_id.in_(sorted(team_ids)))
         .values(stages_revision=new_revision())
     )
 
@@ -223,10 +258,12 @@ def open_stages(session: so.Session, team_id: str) -> list[Stage]:
     return [s for s in funnel_stages(session, team_id) if s.kind == OPEN]
 
 
-def terminal_stage(session: so.Session, team_id: str, kind: str) -> Stage:
-    return session.scalars(
-        sa.select(Stage).where(Stage.team_id == team_id, Stage.kind == kind, Stage.active)
-    ).one()
+def stage_of_kind(session: so.Session, team_id: str, kind: str) -> Stage:
+    """The team's first active stage of a kind: its won or lost stage, or its first open one."""
+    ids = [row.id for row in team_stages(session, team_id).stages if row.kind == kind]
+    if not ids:
+        raise LookupError(f"team {team_id} has no active {kind} stage")
+    return stage_object(session, team_id, ids[0])
 
 
 def find_stage(session: so.Session, team_id: str, text: str) -> Stage:
@@ -283,10 +320,13 @@ def clean_amount(amount: Decimal | None) -> Decimal:
 # --- reading deals --------------------------------------------------------------------
 
 
+_DEAL_BY_NUMBER = sa.select(Deal).where(
+    Deal.team_id == sa.bindparam("team"), Deal.number == sa.bindparam("number")
+)
+
+
 def get_deal(session: so.Session, team_id: str, number: int) -> Deal:
-    deal = session.scalars(
-        sa.select(Deal).where(Deal.team_id == team_id, Deal.number == number)
-    ).one_or_none()
+    deal = session.scalars(_DEAL_BY_NUMBER, {"team": team_id, "number": number}).one_or_none()
     if deal is None:
         raise NotFound("error.deal_not_found", ref=f"#{number}")
     return deal
@@ -346,44 +386,74 @@ _changes, _notes, _confirmations = (
     Note.__table__,
     ExitConfirmation.__table__,
 )
-_HISTORY = (
-    sa.select(_changes.c.from_stage_id, _changes.c.to_stage_id, _changes.c.at, _changes.c.by)
+_LAST_CHANGE_AT = (
+    sa.select(_changes.c.at)
     .where(_changes.c.deal_id == sa.bindparam("deal"))
-    .order_by(_changes.c.id)
+    .order_by(_changes.c.id.desc())
+    .limit(1)
 )
 _RECENT_NOTES = (
-    sa.select(_notes.c.author, _notes.c.text, _notes.c.at)
+    sa.select(_notes.c.id, _notes.c.author, _notes.c.text, _notes.c.at)
     .where(_notes.c.deal_id == sa.bindparam("deal"))
     .order_by(_notes.c.id.desc())
-    .limit(sa.bindparam("limit"))
+    .limit(sa.bindparam("notes"))
+    .subquery()
 )
-_CONFIRMATIONS = (
-    sa.select(_criteria.c.text, _confirmations.c.by, _confirmations.c.at)
+# What a deal card shows besides the deal, in one round trip: its history, its latest
+# notes and its exit-criteria confirmations, one shape of row for all three.
+_DEAL_RECORDS = sa.union_all(
+    sa.select(
+        sa.literal("history").label("kind"),
+        _changes.c.id,
+        _changes.c.from_stage_id,
+        _changes.c.to_stage_id,
+        _changes.c.at,
+        _changes.c.by,
+        sa.null().label("text"),
+    ).where(_changes.c.deal_id == sa.bindparam("deal")),
+    sa.select(
+        sa.literal("note"),
+        _RECENT_NOTES.c.id,
+        sa.null(),
+        sa.null(),
+        _RECENT_NOTES.c.at,
+        _RECENT_NOTES.c.author,
+        _RECENT_NOTES.c.text,
+    ),
+    sa.select(
+        sa.literal("confirmation"),
+        _confirmations.c.id,
+        sa.null(),
+        sa.null(),
+        _confirmations.c.at,
+        _confirmations.c.by,
+        _criteria.c.text,
+    )
     .join(_criteria, _criteria.c.id == _confirmations.c.criterion_id)
-    .where(_confirmations.c.deal_id == sa.bindparam("deal"))
-    .order_by(_confirmations.c.id)
+    .where(_confirmations.c.deal_id == sa.bindparam("deal")),
 )
 
 
-def history(
-    session: so.Session, deal: Deal
-) -> Sequence[sa.Row[tuple[int | None, int, dt.datetime, str]]]:
-    """The deal's stage changes in order: (from_stage_id, to_stage_id, at, by)."""
-    return session.execute(_HISTORY, {"deal": deal.id}).all()  # type: ignore[return-value]
+@dataclass(frozen=True)
+class DealRecords:
+    """A deal's stage changes in order (from_stage_id, to_stage_id, at, by), its latest
+    notes newest first (author, text, at) and its confirmed exit criteria in order
+    (criterion text, by, at)."""
+
+    history: list[tuple[int | None, int, dt.datetime, str]]
+    notes: list[tuple[str, str, dt.datetime]]
+    confirmations: list[tuple[str, str, dt.datetime]]
 
 
-def recent_notes(
-    session: so.Session, deal: Deal, limit: int = 5
-) -> Sequence[sa.Row[tuple[str, str, dt.datetime]]]:
-    """The deal's latest notes, newest first: (author, text, at)."""
-    return session.execute(_RECENT_NOTES, {"deal": deal.id, "limit": limit}).all()  # type: ignore[return-value]
-
-
-def confirmations(
-    session: so.Session, deal: Deal
-) -> Sequence[sa.Row[tuple[str, str, dt.datetime]]]:
-    """Exit criteria confirmed for the deal, in order: (criterion text, by, at)."""
-    return session.execute(_CONFIRMATIONS, {"deal": deal.id}).all()  # type: ignore[return-value]
+def deal_records(session: so.Session, deal: Deal, notes: int = 5) -> DealRecords:
+    rows = sorted(
+        session.execute(_DEAL_RECORDS, {"deal": deal.id, "notes": notes}).all(), key=lambda r: r.id
+    )
+    return DealRecords(
+        history=[(r.from_stage_id, r.to_stage_id, r.at, r.by) for r in rows if r.kind == "history"],
+        notes=[(r.by, r.text, r.at) for r in reversed(rows) if r.kind == "note"],
+        confirmations=[(r.text, r.by, r.at) for r in rows if r.kind == "confirmation"],
+    )
 
 
 # --- changing deals -------------------------------------------------------------------
@@ -441,12 +511,7 @@ def _change_stage(
     # No autoflush: a caller may have set fields that belong to this change (lose sets the
     # reason), and each flush of the deal is a version.
     with session.no_autoflush:
-        entered_at = session.scalar(
-            sa.select(StageChange.at)
-            .where(StageChange.deal_id == deal.id)
-            .order_by(StageChange.id.desc())
-            .limit(1)
-        )
+        entered_at = session.execute(_LAST_CHANGE_AT, {"deal": deal.id}).scalar()
         reached = session.get(Stage, deal.furthest_stage_id) if deal.furthest_stage_id else None
     at = _tick(deal, now)
     from_id = deal.stage_id
@@ -497,6 +562,14 @@ def refresh_furthest_stages(session: so.Session, team_id: str) -> None:
             session.expire(obj, ["furthest_stage_id"])
 
 
+_TAKE_DEAL_NUMBER = (
+    sa.update(_workspaces)
+    .where(_workspaces.c.team_id == sa.bindparam("team"))
+    .values(next_deal_number=_workspaces.c.next_deal_number + 1)
+    .returning(_workspaces.c.next_deal_number)
+)
+
+
 def create_deal(
     session: so.Session,
     team_id: str,
@@ -515,20 +588,11 @@ def create_deal(
     source = clean_optional(source, field="source")
     # Anyone may log a deal for a colleague; the colleague owns it from then on.
     owner_id = owner_id or actor.user_id
-    stages = open_stages(session, team_id)
     if stage is None:
-        stage = stages[0]
+        stage = stage_of_kind(session, team_id, OPEN)
     elif stage.kind != OPEN:
         raise UserError("error.new_deal_closed_stage", stage=stage.key)
-    number = (
-        session.execute(
-            sa.update(Workspace)
-            .where(Workspace.team_id == team_id)
-            .values(next_deal_number=Workspace.next_deal_number + 1)
-            .returning(Workspace.next_deal_number)
-        ).scalar_one()
-        - 1
-    )
+    number = session.execute(_TAKE_DEAL_NUMBER, {"team": team_id}).scalar_one() - 1
     deal = Deal(
         team_id=team_id,
         number=number,
@@ -566,9 +630,11 @@ def create_deal(
 
 def next_stage(session: so.Session, deal: Deal) -> Stage | None:
     """The open stage after the deal's, or None at the last open stage."""
-    stages = open_stages(session, deal.team_id)
-    later = [s for s in stages if (s.position, s.id) > (deal.stage.position, deal.stage.id)]
-    return later[0] if later else None
+    here = (deal.stage.position, deal.stage.id)
+    later = [
+        row.id for row in team_stages(session, deal.team_id).open if (row.position, row.id) > here
+    ]
+    return stage_object(session, deal.team_id, later[0]) if later else None
 
 
 def _require_open(deal: Deal) -> None:
@@ -585,7 +651,7 @@ def _confirm_criteria(
     target: Stage | None = None,
 ) -> None:
     """Leaving a stage forward: every exit criterion must be confirmed, and that is recorded."""
-    criteria = deal.stage.criteria
+    criteria = stage_object(session, deal.team_id, deal.stage_id).criteria
     if not criteria:
         return
     wanted = {c.id for c in criteria}
@@ -661,7 +727,7 @@ def win(
     """Won is forward: the stage's exit criteria are confirmed first, as for `move … won`."""
     _check(deal, actor, expected_version)
     _require_open(deal)
-    won = terminal_stage(session, deal.team_id, WON)
+    won = stage_of_kind(session, deal.team_id, WON)
     _confirm_criteria(session, deal, actor, confirmed, now, won)
     _change_stage(session, deal, won, actor, now)
     return deal
@@ -679,7 +745,7 @@ def lose(
     _check(deal, actor, expected_version)
     _require_open(deal)
     reason = clean_optional(reason, field="lost_reason", limit=MAX_TEXT)
-    lost = terminal_stage(session, deal.team_id, LOST)  # query first: autoflush bumps versions
+    lost = stage_of_kind(session, deal.team_id, LOST)  # query first: autoflush bumps versions
     # Set with the stage change: one UPDATE, one version, the one its history row records.
     deal.lost_reason = reason
     _change_stage(session, deal, lost, actor, now)

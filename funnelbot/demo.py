@@ -436,7 +436,7 @@ def funnel_summary(
     ).all()
     by_status = {status: (int(n), Decimal(str(v))) for status, n, v in rows}
     today = now.astimezone(ZoneInfo(tz)).date()
-    _, stalled = metrics.stalled_deals(session, team_id, now, today, limit=1)
+    _, stalled = metrics.stalled_deals(session, team_id, now, today, limit=0)
     won, won_value = by_status.get(WON, (0, Decimal(0)))
     return FunnelSummary(
         stages=stages,

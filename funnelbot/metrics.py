@@ -91,7 +91,7 @@ def _cohort(team_id: str, start: dt.datetime, end: dt.datetime, filters: Filters
 def _stays(
     session: so.Session,
     team_id: str,
-    stages: Sequence[Stage],
+    stages: Sequence[domain.Row],
     start: dt.datetime,
     end: dt.datetime,
     filters: Filters,
@@ -218,7 +218,7 @@ def conversion(
 ) -> Conversion:
     dialect = session.get_bind().dialect.name
     start, end = period.bounds(tz)
-    stages = domain.open_stages(session, team_id)
+    stages = domain.team_stages(session, team_id).open
     ranks = dict(
         session.execute(sa.select(Stage.id, Stage.rank).where(Stage.team_id == team_id)).all()
     )
@@ -378,7 +378,7 @@ def win_probabilities(
         query = query.where(Deal.owner_id == owner)
     rows = session.execute(query).all()
     result = []
-    for stage in domain.open_stages(session, team_id):
+    for stage in domain.team_stages(session, team_id).open:
         sample = sum(n for rank, _status, n in rows if rank >= stage.position)
         wins = sum(n for rank, status, n in rows if rank >= stage.position and status == WON)
         default = float(stage.probability)
@@ -536,7 +536,7 @@ def stalled_condition(
             Deal.stage_id == stage.id,
             Deal.last_activity_at < now - dt.timedelta(days=stage.stall_days),
         )
-        for stage in domain.open_stages(session, team_id)
+        for stage in domain.team_stages(session, team_id).open
         if stage.stall_days
     ]
     overdue = sa.and_(Deal.next_step_due.is_not(None), Deal.next_step_due < today)
@@ -552,10 +552,14 @@ def stalled_deals(
     owner: str | None = None,
     limit: int | None = 50,
 ) -> tuple[list[Deal], int]:
+    """The first `limit` stalled deals, longest idle first (all with None, none with 0),
+    and how many there are."""
     condition = stalled_condition(session, team_id, now, today)
     if owner:
         condition = sa.and_(condition, Deal.owner_id == owner)
     total = session.scalar(sa.select(sa.func.count()).select_from(Deal).where(condition)) or 0
+    if limit == 0:  # only the count was asked for
+        return [], total
     query = sa.select(Deal).where(condition).order_by(Deal.last_activity_at)
     if limit:
         query = query.limit(limit)

@@ -55,20 +55,24 @@ def delivery_key(req: BoltRequest) -> str | None:
     return "sig:" + hashlib.sha256(signature.encode()).hexdigest()[:64]
 
 
-# One prepared INSERT per backend that skips a key already claimed (no error, no ORM:
-# this runs before every ack).
+# One prepared INSERT per backend that skips a key already claimed and returns the key
+# only when it inserted it (no error to catch, no ORM: this runs before every ack).
+_seen = SeenRequest.__table__
 _CLAIM = {
-    "postgresql": postgresql.insert(SeenRequest).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(SeenRequest).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(_seen).on_conflict_do_nothing().returning(_seen.c.key),
+    "sqlite": sqlite.insert(_seen).on_conflict_do_nothing().returning(_seen.c.key),
 }
 
 
 def first_delivery(engine: sa.Engine, key: str, now: dt.datetime) -> bool:
-    """Claim the delivery's key; False when another delivery (or replica) has it."""
-    claim = _CLAIM.get(engine.dialect.name, sa.insert(SeenRequest))
+    """Claim the delivery's key; False when another delivery (or replica) has it.
+
+    One statement, so on PostgreSQL it runs in autocommit (no BEGIN/COMMIT round trips).
+    """
+    claim = _CLAIM.get(engine.dialect.name, sa.insert(_seen).returning(_seen.c.key))
     try:
         with engine.begin() as conn:
-            return bool(conn.execute(claim, {"key": key, "at": now}).rowcount)
+            return conn.execute(claim, {"key": key, "at": now}).first() is not None
     except sa_exc.IntegrityError:
         return False
     except sa_exc.DBAPIError:
@@ -107,6 +111,9 @@ current = threading.local()
 def make_middleware(
     engine: sa.Engine, clock: Callable[[], dt.datetime]
 ) -> Callable[..., BoltResponse | None]:
+    if engine.dialect.name != "sqlite":  # SQLite's writers queue at BEGIN IMMEDIATE (db.py)
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
     def middleware(
         req: BoltRequest, resp: BoltResponse, next: Callable[[], None]
     ) -> BoltResponse | None:  # noqa: A002

@@ -123,19 +123,42 @@ def deal_infos(session: so.Session, team_id: str, deals: Sequence[Deal]) -> list
     return [deal_info(d, last_open_position=last) for d in deals]
 
 
+def _stage_infos(team: domain.TeamStages) -> dict[int, StageInfo]:
+    return {
+        row.id: StageInfo(
+            key=row.key,
+            name_en=row.name_en,
+            name_zh=row.name_zh,
+            kind=row.kind,
+            position=row.position,
+            stall_days=row.stall_days,
+            probability=row.probability,
+            criteria=tuple((c.id, c.text) for c in team.criteria.get(row.id, ())),
+        )
+        for row in team.stages
+    }
+
+
+def stage_infos(session: so.Session, team_id: str) -> dict[int, StageInfo]:
+    """Snapshots of the team's active stages by id, made once per stages revision."""
+    return domain.team_stages(session, team_id).view("presenters.stage_infos", _stage_infos)
+
+
 def deal_detail(session: so.Session, deal: Deal) -> DealDetail:
-    known = {s.id: s for s in domain.funnel_stages(session, deal.team_id)}
-    infos: dict[int, StageInfo] = {}
+    active = stage_infos(session, deal.team_id)
+    removed: dict[int, StageInfo] = {}
 
     def info(stage_id: int) -> StageInfo:
-        if stage_id not in infos:
-            # History may name a removed stage: not among the active ones.
-            stage = known.get(stage_id) or session.get(Stage, stage_id)
+        if stage_id in active:
+            return active[stage_id]
+        if stage_id not in removed:  # history may name a removed stage
+            stage = session.get(Stage, stage_id)
             assert stage is not None
-            infos[stage_id] = stage_info(stage)
-        return infos[stage_id]
+            removed[stage_id] = stage_info(stage)
+        return removed[stage_id]
 
-    last_open = max(s.position for s in known.values() if s.kind == OPEN)
+    last_open = max(s.position for s in active.values() if s.kind == OPEN)
+    records = domain.deal_records(session, deal)
     return DealDetail(
         deal=deal_info(deal, last_open_position=last_open, stage=info(deal.stage_id)),
         history=tuple(
@@ -145,8 +168,8 @@ def deal_detail(session: so.Session, deal: Deal) -> DealDetail:
                 at=at,
                 by=by,
             )
-            for from_id, to_id, at, by in domain.history(session, deal)
+            for from_id, to_id, at, by in records.history
         ),
-        notes=tuple(NoteInfo(*row) for row in domain.recent_notes(session, deal)),
-        confirmations=tuple(ConfirmationInfo(*row) for row in domain.confirmations(session, deal)),
+        notes=tuple(NoteInfo(*row) for row in records.notes),
+        confirmations=tuple(ConfirmationInfo(*row) for row in records.confirmations),
     )

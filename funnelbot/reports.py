@@ -118,7 +118,7 @@ def weekly_report(
         ).bounds(tz)
         prior.append(metrics.created_between(session, team_id, s, e)[0])
     prior_avg = sum(prior) / len(prior)
-    _, stalled = metrics.stalled_deals(session, team_id, now, today, limit=1)
+    _, stalled = metrics.stalled_deals(session, team_id, now, today, limit=0)
     forecast = metrics.forecast(session, team_id, unit_period("quarter", today, 0), today, tz=tz)
 
     def mover(deal: Deal, detail: str) -> Mover:

@@ -183,7 +183,7 @@ class FunnelCommand(Turn):
             filters=metrics.Filters(q.rep, q.source),
         )
         _, stalled = metrics.stalled_deals(
-            session, self.team_id, self.services.clock(), today, owner=q.rep, limit=1
+            session, self.team_id, self.services.clock(), today, owner=q.rep, limit=0
         )
         return blocks.funnel_summary(
             self.tr, loads, conv, stalled, self.tr("metrics.summary_title")
