@@ -40,6 +40,7 @@ from funnelbot.models import (
     StageChange,
     Workspace,
     new_revision,
+    stage_rank,
 )
 
 T = TypeVar("T")
@@ -112,14 +113,16 @@ def ensure_workspace(session: so.Session, team_id: str, now: dt.datetime) -> Wor
 
 
 _STAGES_MEMO = "funnelbot.team_stages"
+# Revisions read along with other rows in this transaction (saves the separate read).
+_REVISIONS_MEMO = "funnelbot.stages_revisions"
 _stages, _criteria, _workspaces = Stage.__table__, ExitCriterion.__table__, Workspace.__table__
 # Core statements built once (no ORM objects, no per-call compilation).
 _STAGES_REVISION = sa.select(_workspaces.c.stages_revision).where(
     _workspaces.c.team_id == sa.bindparam("team")
 )
-_ACTIVE_STAGES = (
+_TEAM_STAGES = (
     sa.select(_stages)
-    .where(_stages.c.team_id == sa.bindparam("team"), _stages.c.active)
+    .where(_stages.c.team_id == sa.bindparam("team"))
     .order_by(_stages.c.position, _stages.c.id)
 )
 _ACTIVE_CRITERIA = (
@@ -139,6 +142,9 @@ class TeamStages:
 
     stages: tuple[Row, ...]
     criteria: dict[int, tuple[Row, ...]]
+    # Funnel rank (models.stage_rank) of every stage the team ever had, removed ones too:
+    # history and deals' furthest stages may name those.
+    ranks: dict[int, int]
     _views: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -168,21 +174,38 @@ def team_stages(session: so.Session, team_id: str) -> TeamStages:
     if team_id in memo:
         return memo[team_id]
     params = {"team": team_id}
-    revision = session.execute(_STAGES_REVISION, params).scalar()
+    revision = session.info.get(_REVISIONS_MEMO, {}).get(team_id)
+    if revision is None:
+        revision = session.execute(_STAGES_REVISION, params).scalar()
     key = (team_id, revision) if revision is not None else None
     found = _team_stages_cache.get(key) if key else None
     if found is None:
-        stages = tuple(session.execute(_ACTIVE_STAGES, params))
+        every = session.execute(_TEAM_STAGES, params).all()
         criteria: dict[int, list[Row]] = {}
         for row in session.execute(_ACTIVE_CRITERIA, params):
             criteria.setdefault(row.stage_id, []).append(row)
-        found = TeamStages(stages, {k: tuple(v) for k, v in criteria.items()})
+        found = TeamStages(
+            stages=tuple(row for row in every if row.active),
+            criteria={k: tuple(v) for k, v in criteria.items()},
+            ranks={row.id: stage_rank(row.kind, row.position) for row in every},
+        )
         if key:
             if len(_team_stages_cache) >= _TEAM_STAGES_CACHE_SIZE:
                 _team_stages_cache.clear()
             _team_stages_cache[key] = found
     memo[team_id] = found
     return found
+
+
+def _note_revision(session: so.Session, team_id: str, revision: int | None) -> None:
+    """A statement of this transaction also read the team's stages revision."""
+    if revision is not None:
+        session.info.setdefault(_REVISIONS_MEMO, {})[team_id] = revision
+
+
+def _forget_stages(session: so.Session) -> None:
+    session.info.pop(_STAGES_MEMO, None)
+    session.info.pop(_REVISIONS_MEMO, None)
 
 
 def _persistent(session: so.Session, cls: type[Stage | ExitCriterion], row: Row) -> Any:
@@ -230,7 +253,7 @@ def _forget_stages_after_transaction(
     session: so.Session, transaction: so.SessionTransaction
 ) -> None:
     if transaction.parent is None:  # a flush's own subtransaction ends too
-        session.info.pop(_STAGES_MEMO, None)
+        _forget_stages(session)
 
 
 @sa.event.listens_for(so.Session, "after_flush")
@@ -240,7 +263,7 @@ def _forget_stages_after_change(session: so.Session, _context: object) -> None:
     changed = (*session.new, *session.dirty, *session.deleted)
     teams = {obj.team_id for obj in changed if isinstance(obj, Stage | ExitCriterion)}
     if teams:
-        session.info.pop(_STAGES_MEMO, None)
+        _forget_stages(session)
         stages_changed(session.connection(), teams)
 
 
@@ -320,16 +343,22 @@ def clean_amount(amount: Decimal | None) -> Decimal:
 # --- reading deals --------------------------------------------------------------------
 
 
-_DEAL_BY_NUMBER = sa.select(Deal).where(
-    Deal.team_id == sa.bindparam("team"), Deal.number == sa.bindparam("number")
-)
+# The deal, and its team's stages revision in the same round trip (see team_stages).
+_DEAL_BY_NUMBER = sa.select(
+    Deal,
+    sa.select(_workspaces.c.stages_revision)
+    .where(_workspaces.c.team_id == Deal.team_id)
+    .scalar_subquery(),
+).where(Deal.team_id == sa.bindparam("team"), Deal.number == sa.bindparam("number"))
 
 
 def get_deal(session: so.Session, team_id: str, number: int) -> Deal:
-    deal = session.scalars(_DEAL_BY_NUMBER, {"team": team_id, "number": number}).one_or_none()
-    if deal is None:
+    found = session.execute(_DEAL_BY_NUMBER, {"team": team_id, "number": number}).one_or_none()
+    if found is None:
         raise NotFound("error.deal_not_found", ref=f"#{number}")
-    return deal
+    deal, revision = found
+    _note_revision(session, team_id, revision)
+    return deal  # type: ignore[no-any-return]
 
 
 def resolve_ref(session: so.Session, team_id: str, number: int | None, prefix: str | None) -> Deal:
@@ -485,19 +514,28 @@ def history_row(
     by: str,
     deal_version: int,
     entered_at: dt.datetime | None,
-) -> StageChange:
-    """One history row, with the facts metrics read from it (stay length, deal's birth)."""
-    return StageChange(
-        team_id=deal.team_id,
-        deal_id=deal.id,
-        from_stage_id=from_stage_id,
-        to_stage_id=to.id,
-        at=at,
-        by=by,
-        deal_version=deal_version,
-        stay_days=None if entered_at is None else (at - entered_at) / dt.timedelta(days=1),
-        deal_created_at=deal.created_at,
-    )
+) -> dict[str, Any]:
+    """One history row's values (for `append_history`), with the facts metrics read from it
+    (stay length, deal's birth). History is only ever appended, so no ORM object is made."""
+    return {
+        "team_id": deal.team_id,
+        "deal_id": deal.id,
+        "from_stage_id": from_stage_id,
+        "to_stage_id": to.id,
+        "at": at,
+        "by": by,
+        "deal_version": deal_version,
+        "stay_days": None if entered_at is None else (at - entered_at) / dt.timedelta(days=1),
+        "deal_created_at": deal.created_at,
+    }
+
+
+_ADD_HISTORY = sa.insert(StageChange.__table__)
+
+
+def append_history(session: so.Session, *rows: dict[str, Any]) -> None:
+    """Insert history rows made by `history_row` (their deal must be flushed already)."""
+    session.execute(_ADD_HISTORY, rows[0] if len(rows) == 1 else list(rows))
 
 
 def further(reached: Stage | None, entered: Stage) -> Stage:
@@ -512,20 +550,23 @@ def _change_stage(
     # reason), and each flush of the deal is a version.
     with session.no_autoflush:
         entered_at = session.execute(_LAST_CHANGE_AT, {"deal": deal.id}).scalar()
-        reached = session.get(Stage, deal.furthest_stage_id) if deal.furthest_stage_id else None
+        ranks = team_stages(session, deal.team_id).ranks
+    reached = deal.furthest_stage_id
     at = _tick(deal, now)
     from_id = deal.stage_id
     deal.stage = to
     deal.stage_id = to.id
     deal.status = to.kind
     deal.closed_at = at if to.kind in (WON, LOST) else None
-    deal.furthest_stage_id = further(reached, to).id
+    if reached is None or ranks[to.id] > ranks.get(reached, -1):  # the earlier on a tie
+        deal.furthest_stage_id = to.id
     deal.lost_from_stage_id = from_id if to.kind == LOST else None
     if to.kind != LOST:
         deal.lost_reason = None
     _touch(deal, at)
     session.flush()  # the version check runs here; the history row gets the new version
-    session.add(
+    append_history(
+        session,
         history_row(
             deal,
             from_stage_id=from_id,
@@ -534,9 +575,8 @@ def _change_stage(
             by=actor.user_id,
             deal_version=deal.version,
             entered_at=entered_at,
-        )
+        ),
     )
-    session.flush()
 
 
 def refresh_furthest_stages(session: so.Session, team_id: str) -> None:
@@ -566,7 +606,7 @@ _TAKE_DEAL_NUMBER = (
     sa.update(_workspaces)
     .where(_workspaces.c.team_id == sa.bindparam("team"))
     .values(next_deal_number=_workspaces.c.next_deal_number + 1)
-    .returning(_workspaces.c.next_deal_number)
+    .returning(_workspaces.c.next_deal_number, _workspaces.c.stages_revision)
 )
 
 
@@ -588,11 +628,13 @@ def create_deal(
     source = clean_optional(source, field="source")
     # Anyone may log a deal for a colleague; the colleague owns it from then on.
     owner_id = owner_id or actor.user_id
+    if stage is not None and stage.kind != OPEN:
+        raise UserError("error.new_deal_closed_stage", stage=stage.key)
+    taken, revision = session.execute(_TAKE_DEAL_NUMBER, {"team": team_id}).one()
+    number = taken - 1
+    _note_revision(session, team_id, revision)
     if stage is None:
         stage = stage_of_kind(session, team_id, OPEN)
-    elif stage.kind != OPEN:
-        raise UserError("error.new_deal_closed_stage", stage=stage.key)
-    number = session.execute(_TAKE_DEAL_NUMBER, {"team": team_id}).scalar_one() - 1
     deal = Deal(
         team_id=team_id,
         number=number,
@@ -613,7 +655,8 @@ def create_deal(
     )
     session.add(deal)
     session.flush()
-    session.add(
+    append_history(
+        session,
         history_row(
             deal,
             from_stage_id=None,
@@ -622,9 +665,8 @@ def create_deal(
             by=actor.user_id,
             deal_version=deal.version,
             entered_at=None,
-        )
+        ),
     )
-    session.flush()
     return deal
 
 
@@ -777,6 +819,9 @@ def reopen(
     return deal
 
 
+_ADD_NOTE = sa.insert(Note.__table__)
+
+
 def add_note(
     session: so.Session,
     deal: Deal,
@@ -785,15 +830,22 @@ def add_note(
     *,
     now: dt.datetime,
     expected_version: int | None = None,
-) -> Note:
+) -> None:
     _check(deal, actor, expected_version)
     text = clean_text(text, field="note")
     at = _tick(deal, now)
-    note = Note(team_id=deal.team_id, deal_id=deal.id, author=actor.user_id, text=text, at=at)
-    session.add(note)
     _touch(deal, at)
-    session.flush()
-    return note
+    session.flush()  # the version check
+    session.execute(
+        _ADD_NOTE,
+        {
+            "team_id": deal.team_id,
+            "deal_id": deal.id,
+            "author": actor.user_id,
+            "text": text,
+            "at": at,
+        },
+    )
 
 
 def set_next_step(

@@ -192,8 +192,9 @@ class Importer:
             self.session.add(deal)
             self.session.flush()
             previous: tuple[dt.datetime, Stage] | None = None
+            rows = []
             for version, (at, stage) in enumerate(row.history, start=1):
-                self.session.add(
+                rows.append(
                     domain.history_row(
                         deal,
                         from_stage_id=previous[1].id if previous else None,
@@ -205,7 +206,9 @@ class Importer:
                     )
                 )
                 previous = (at, stage)
-                history += 1
+            if rows:
+                domain.append_history(self.session, *rows)
+            history += len(rows)
             deals += 1
         self.session.flush()
         return deals, history

@@ -122,19 +122,24 @@ def _stays(
         .group_by(StageChange.from_stage_id)
     ).all()
     averages = {stage_id: float(avg) for stage_id, _n, avg in totals}
-    medians: dict[int, float] = {}
-    for stage_id, n, _avg in totals:
-        middle = (
+    # Every stage's middle one or two stays, all in one statement.
+    middles = [
+        sa.select(sa.literal(stage_id).label("stage_id"), middle.c.days).select_from(middle)
+        for stage_id, n, _avg in totals
+        for middle in [
             ended(StageChange.stay_days.label("days"))
             .where(StageChange.from_stage_id == stage_id)
             .order_by(StageChange.stay_days)
             .limit(2 - n % 2)
             .offset((n - 1) // 2)
             .subquery()
-        )
-        medians[stage_id] = float(
-            session.execute(sa.select(sa.func.avg(middle.c.days))).scalar_one()
-        )
+        ]
+    ]
+    found: dict[int, list[float]] = {}
+    if middles:
+        for stage_id, days in session.execute(sa.union_all(*middles)):
+            found.setdefault(stage_id, []).append(float(days))
+    medians = {stage_id: sum(days) / len(days) for stage_id, days in found.items()}
     return averages, medians
 
 
@@ -218,10 +223,8 @@ def conversion(
 ) -> Conversion:
     dialect = session.get_bind().dialect.name
     start, end = period.bounds(tz)
-    stages = domain.team_stages(session, team_id).open
-    ranks = dict(
-        session.execute(sa.select(Stage.id, Stage.rank).where(Stage.team_id == team_id)).all()
-    )
+    team = domain.team_stages(session, team_id)
+    stages, ranks = team.open, team.ranks
 
     # One pass over the cohort's deals, every figure a column of one row (a GROUP BY would
     # sort them): each deal keeps its furthest stage and, when lost, the stage it was lost

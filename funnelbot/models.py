@@ -20,6 +20,11 @@ OPEN, WON, LOST = "open", "won", "lost"
 WON_RANK = 1_000_000  # `won` lies beyond every open stage
 
 
+def stage_rank(kind: str, position: int) -> int:
+    """Place in the funnel: open stages by position, won beyond them, lost nowhere."""
+    return WON_RANK if kind == WON else position if kind == OPEN else -1
+
+
 def new_revision() -> int:
     return secrets.randbits(62)
 
@@ -104,8 +109,7 @@ class Stage(Base):
 
     @hybrid_property
     def rank(self) -> int:
-        """Place in the funnel: open stages by position, won beyond them, lost nowhere."""
-        return WON_RANK if self.kind == WON else self.position if self.kind == OPEN else -1
+        return stage_rank(self.kind, self.position)
 
     @rank.inplace.expression
     @classmethod
