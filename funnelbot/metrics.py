@@ -68,77 +68,132 @@ class Filters:
     source: str | None = None
 
 
-def _cohort_filter(
-    team_id: str, start: dt.datetime, end: dt.datetime, filters: Filters
-) -> list[sa.ColumnElement[bool]]:
-    """The cohort (SPEC §5): the team's deals created in [start, end), filtered."""
-    where = [Deal.team_id == team_id, Deal.created_at >= start, Deal.created_at < end]
+def _cohort_filter(filters: Filters) -> list[sa.ColumnElement[bool]]:
+    """The cohort (SPEC §5): the team's deals created in [start, end), filtered; the values
+    are bound at execution (`_cohort_params`), so the statement can be built once."""
+    where = [
+        Deal.team_id == sa.bindparam("team"),
+        Deal.created_at >= sa.bindparam("start"),
+        Deal.created_at < sa.bindparam("end"),
+    ]
     if filters.owner:
-        where.append(Deal.owner_id == filters.owner)
+        where.append(Deal.owner_id == sa.bindparam("owner"))
     if filters.source:
-        where.append(sa.func.lower(Deal.source) == filters.source.lower())
+        where.append(sa.func.lower(Deal.source) == sa.bindparam("source"))
     return where
 
 
-def _cohort(team_id: str, start: dt.datetime, end: dt.datetime, filters: Filters) -> sa.Subquery:
-    return (
-        sa.select(Deal.id, Deal.status, Deal.stage_id, Deal.amount, Deal.created_at, Deal.closed_at)
-        .where(*_cohort_filter(team_id, start, end, filters))
-        .subquery("cohort")
-    )
+def _cohort_params(
+    team_id: str, start: dt.datetime, end: dt.datetime, filters: Filters
+) -> dict[str, Any]:
+    return {
+        "team": team_id,
+        "start": start,
+        "end": end,
+        "owner": filters.owner,
+        "source": (filters.source or "").lower(),
+    }
+
+
+@dataclass(frozen=True)
+class _ConversionQueries:
+    """The statements of `conversion` for one team's stages and one shape of filters."""
+
+    cohort: sa.Select[Any]  # every cohort figure as a column of one row
+    stays: sa.Select[Any]  # (from stage, ended stays, their average) per open stage
+    middles: sa.CompoundSelect | None  # (stage, days): each open stage's middle stays
+    stage_ids: tuple[int, ...]  # the open stages, whose middles take_<id>/skip_<id> bind
+
+
+def _conversion_queries(
+    team: domain.TeamStages, dialect: str, filters: Filters
+) -> _ConversionQueries:
+    """Built once per stages revision and filter shape: a statement used again skips
+    SQLAlchemy's construction and cache-key work."""
+
+    def build(_team: domain.TeamStages) -> _ConversionQueries:
+        cohort = _cohort_filter(filters)
+        is_won, is_open, is_lost = Deal.status == WON, Deal.status == OPEN, Deal.status == LOST
+        count = sa.func.count
+        totals = [
+            count(),
+            count().filter(is_won),
+            count().filter(is_lost),
+            sa.func.sum(Deal.amount).filter(is_won),
+            sa.func.sum(days_between(dialect, Deal.created_at, Deal.closed_at)).filter(is_won),
+        ]
+        reached_at = [count().filter(Deal.furthest_stage_id == stage_id) for stage_id in team.ranks]
+        per_stage = [
+            column
+            for stage in team.open
+            for column in (
+                count().filter(is_open, Deal.stage_id == stage.id),
+                count().filter(is_lost, Deal.lost_from_stage_id == stage.id),
+            )
+        ]
+
+        def ended(*columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
+            """Stays that ended, of cohort deals (history rows carry their deal's birth)."""
+            query = sa.select(*columns).where(
+                StageChange.team_id == sa.bindparam("team"),
+                StageChange.deal_created_at >= sa.bindparam("start"),
+                StageChange.deal_created_at < sa.bindparam("end"),
+                StageChange.stay_days.is_not(None),
+            )
+            if filters.owner or filters.source:
+                query = query.join(Deal, Deal.id == StageChange.deal_id).where(*cohort)
+            return query
+
+        middles = []
+        for stage in team.open:
+            middle = (
+                ended(StageChange.stay_days.label("days"))
+                .where(StageChange.from_stage_id == stage.id)
+                .order_by(StageChange.stay_days)
+                .limit(sa.bindparam(f"take_{stage.id}"))
+                .offset(sa.bindparam(f"skip_{stage.id}"))
+                .subquery()
+            )
+            middles.append(
+                sa.select(sa.literal(stage.id).label("stage_id"), middle.c.days).select_from(middle)
+            )
+        return _ConversionQueries(
+            cohort=sa.select(*totals, *reached_at, *per_stage).where(*cohort),
+            stays=ended(
+                StageChange.from_stage_id, sa.func.count(), sa.func.avg(StageChange.stay_days)
+            )
+            .where(StageChange.from_stage_id.in_([stage.id for stage in team.open]))
+            .group_by(StageChange.from_stage_id),
+            middles=sa.union_all(*middles) if middles else None,
+            stage_ids=tuple(stage.id for stage in team.open),
+        )
+
+    shape = f"metrics.conversion:{dialect}:{bool(filters.owner)}:{bool(filters.source)}"
+    return team.view(shape, build)
 
 
 def _stays(
-    session: so.Session,
-    team_id: str,
-    stages: Sequence[domain.Row],
-    start: dt.datetime,
-    end: dt.datetime,
-    filters: Filters,
+    session: so.Session, queries: _ConversionQueries, params: dict[str, Any]
 ) -> tuple[dict[int, float], dict[int, float]]:
     """Average and median ended stay per stage, for cohort deals.
 
     Each history row carries the length of the stay it ended and its deal's creation time,
     and an index holds them per stage in order: a median is an OFFSET into that, not a sort.
     """
-    ids = [stage.id for stage in stages]
-
-    def ended(*columns: sa.ColumnElement) -> sa.Select[Any]:
-        query = sa.select(*columns).where(
-            StageChange.team_id == team_id,
-            StageChange.deal_created_at >= start,
-            StageChange.deal_created_at < end,
-            StageChange.stay_days.is_not(None),
-        )
-        if filters.owner or filters.source:
-            query = query.join(Deal, Deal.id == StageChange.deal_id).where(
-                *_cohort_filter(team_id, start, end, filters)
-            )
-        return query
-
-    totals = session.execute(
-        ended(StageChange.from_stage_id, sa.func.count(), sa.func.avg(StageChange.stay_days))
-        .where(StageChange.from_stage_id.in_(ids))
-        .group_by(StageChange.from_stage_id)
-    ).all()
+    totals = session.execute(queries.stays, params).all()
     averages = {stage_id: float(avg) for stage_id, _n, avg in totals}
-    # Every stage's middle one or two stays, all in one statement.
-    middles = [
-        sa.select(sa.literal(stage_id).label("stage_id"), middle.c.days).select_from(middle)
-        for stage_id, n, _avg in totals
-        for middle in [
-            ended(StageChange.stay_days.label("days"))
-            .where(StageChange.from_stage_id == stage_id)
-            .order_by(StageChange.stay_days)
-            .limit(2 - n % 2)
-            .offset((n - 1) // 2)
-            .subquery()
-        ]
-    ]
+    counts = {stage_id: n for stage_id, n, _avg in totals}
+    if not counts or queries.middles is None:
+        return averages, {}
+    # Every stage's middle one or two stays, all in one statement (none for empty stages).
+    middle = dict(params)
+    for stage_id in queries.stage_ids:
+        n = counts.get(stage_id, 0)
+        middle[f"take_{stage_id}"] = 2 - n % 2 if n else 0
+        middle[f"skip_{stage_id}"] = (n - 1) // 2 if n else 0
     found: dict[int, list[float]] = {}
-    if middles:
-        for stage_id, days in session.execute(sa.union_all(*middles)):
-            found.setdefault(stage_id, []).append(float(days))
+    for stage_id, days in session.execute(queries.middles, middle):
+        found.setdefault(stage_id, []).append(float(days))
     medians = {stage_id: sum(days) / len(days) for stage_id, days in found.items()}
     return averages, medians
 
@@ -225,33 +280,16 @@ def conversion(
     start, end = period.bounds(tz)
     team = domain.team_stages(session, team_id)
     stages, ranks = team.open, team.ranks
+    queries = _conversion_queries(team, dialect, filters)
+    params = _cohort_params(team_id, start, end, filters)
 
     # One pass over the cohort's deals, every figure a column of one row (a GROUP BY would
     # sort them): each deal keeps its furthest stage and, when lost, the stage it was lost
     # from (see Deal), so no history is read for these.
-    cohort = _cohort_filter(team_id, start, end, filters)
-    is_won, is_open, is_lost = Deal.status == WON, Deal.status == OPEN, Deal.status == LOST
-    count = sa.func.count
-    totals = [
-        count(),
-        count().filter(is_won),
-        count().filter(is_lost),
-        sa.func.sum(Deal.amount).filter(is_won),
-        sa.func.sum(days_between(dialect, Deal.created_at, Deal.closed_at)).filter(is_won),
-    ]
-    reached_at = [count().filter(Deal.furthest_stage_id == stage_id) for stage_id in ranks]
-    per_stage = [
-        column
-        for stage in stages
-        for column in (
-            count().filter(is_open, Deal.stage_id == stage.id),
-            count().filter(is_lost, Deal.lost_from_stage_id == stage.id),
-        )
-    ]
-    row = list(session.execute(sa.select(*totals, *reached_at, *per_stage).where(*cohort)).one())
-    created, won, lost, won_sum, cycle_sum = row[: len(totals)]
-    furthest_counts = dict(zip(ranks, row[len(totals) : len(totals) + len(ranks)], strict=True))
-    stage_counts = row[len(totals) + len(ranks) :]
+    row = list(session.execute(queries.cohort, params).one())
+    created, won, lost, won_sum, cycle_sum = row[:5]
+    furthest_counts = dict(zip(ranks, row[5 : 5 + len(ranks)], strict=True))
+    stage_counts = row[5 + len(ranks) :]
     open_by_stage = {stage.id: stage_counts[2 * i] for i, stage in enumerate(stages)}
     lost_from = {stage.id: stage_counts[2 * i + 1] for i, stage in enumerate(stages)}
     won_amount = Decimal(won_sum or 0)
@@ -260,7 +298,7 @@ def conversion(
     def reached_rank(rank: int) -> int:
         return sum(n for stage_id, n in furthest_counts.items() if ranks[stage_id] >= rank)
 
-    avg_days, median_days = _stays(session, team_id, stages, start, end, filters)
+    avg_days, median_days = _stays(session, queries, params)
     result: list[StageMetrics] = []
     for i, stage in enumerate(stages):
         reached = reached_rank(stage.position)
