@@ -62,6 +62,7 @@ _CLAIM = {
     "postgresql": postgresql.insert(_seen).on_conflict_do_nothing().returning(_seen.c.key),
     "sqlite": sqlite.insert(_seen).on_conflict_do_nothing().returning(_seen.c.key),
 }
+_CLAIM_ELSEWHERE = sa.insert(_seen).returning(_seen.c.key)  # a duplicate raises there
 
 
 def first_delivery(engine: sa.Engine, key: str, now: dt.datetime) -> bool:
@@ -69,7 +70,7 @@ def first_delivery(engine: sa.Engine, key: str, now: dt.datetime) -> bool:
 
     One statement, so on PostgreSQL it runs in autocommit (no BEGIN/COMMIT round trips).
     """
-    claim = _CLAIM.get(engine.dialect.name, sa.insert(_seen).returning(_seen.c.key))
+    claim = _CLAIM.get(engine.dialect.name, _CLAIM_ELSEWHERE)
     try:
         with engine.begin() as conn:
             return conn.execute(claim, {"key": key, "at": now}).first() is not None
