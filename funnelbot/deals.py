@@ -538,9 +538,10 @@ def append_history(session: so.Session, *rows: dict[str, Any]) -> None:
     session.execute(_ADD_HISTORY, rows[0] if len(rows) == 1 else list(rows))
 
 
-def further(reached: Stage | None, entered: Stage) -> Stage:
-    """The furthest of two stages a deal has entered (funnel rank; the earlier on a tie)."""
-    return entered if reached is None or entered.rank > reached.rank else reached
+def further(ranks: dict[int, int], reached: int | None, entered: int) -> int:
+    """The furthest of two stage ids a deal has entered, by funnel rank (`TeamStages.ranks`;
+    the one reached earlier on a tie)."""
+    return entered if reached is None or ranks[entered] > ranks.get(reached, -1) else reached
 
 
 def _change_stage(
@@ -558,8 +559,7 @@ def _change_stage(
     deal.stage_id = to.id
     deal.status = to.kind
     deal.closed_at = at if to.kind in (WON, LOST) else None
-    if reached is None or ranks[to.id] > ranks.get(reached, -1):  # the earlier on a tie
-        deal.furthest_stage_id = to.id
+    deal.furthest_stage_id = further(ranks, reached, to.id)
     deal.lost_from_stage_id = from_id if to.kind == LOST else None
     if to.kind != LOST:
         deal.lost_reason = None

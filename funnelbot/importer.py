@@ -156,14 +156,15 @@ class Importer:
         workspace = self.session.get(Workspace, self.team_id, with_for_update=True)
         assert workspace is not None
         deals = history = 0
+        ranks = domain.team_stages(self.session, self.team_id).ranks
         for row in rows:
             number = workspace.next_deal_number
             workspace.next_deal_number += 1
             last_at = row.history[-1][0]
             final = row.history[-1][1]
-            furthest: Stage | None = None
+            furthest: int | None = None
             for _, entered in row.history:
-                furthest = domain.further(furthest, entered)
+                furthest = domain.further(ranks, furthest, entered.id)
             assert furthest is not None
             lost_from = (
                 row.history[-2][1].id if row.status == LOST and len(row.history) > 1 else None
@@ -186,7 +187,7 @@ class Importer:
                 last_activity_at=last_at,
                 closed_at=row.closed_at,
                 version=len(row.history),
-                furthest_stage_id=furthest.id,
+                furthest_stage_id=furthest,
                 lost_from_stage_id=lost_from,
             )
             self.session.add(deal)

@@ -115,7 +115,7 @@ def deal_info(
 
 
 def last_open_position(session: so.Session, team_id: str) -> int:
-    return max(s.position for s in domain.open_stages(session, team_id))
+    return max(s.position for s in stage_infos(session, team_id).values() if s.kind == OPEN)
 
 
 def deal_infos(session: so.Session, team_id: str, deals: Sequence[Deal]) -> list[DealInfo]:
@@ -157,10 +157,13 @@ def deal_detail(session: so.Session, deal: Deal) -> DealDetail:
             removed[stage_id] = stage_info(stage)
         return removed[stage_id]
 
-    last_open = max(s.position for s in active.values() if s.kind == OPEN)
     records = domain.deal_records(session, deal)
     return DealDetail(
-        deal=deal_info(deal, last_open_position=last_open, stage=info(deal.stage_id)),
+        deal=deal_info(
+            deal,
+            last_open_position=last_open_position(session, deal.team_id),
+            stage=info(deal.stage_id),
+        ),
         history=tuple(
             HistoryEntry(
                 from_stage=info(from_id) if from_id is not None else None,
