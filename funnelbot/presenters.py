@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import orm as so
 
@@ -78,7 +79,9 @@ class DealDetail:
     confirmations: tuple[ConfirmationInfo, ...]
 
 
-def stage_info(stage: Stage) -> StageInfo:
+def stage_info(stage: Stage | domain.Row, criteria: Iterable[Any] | None = None) -> StageInfo:
+    """A snapshot of a stage: an ORM object (its own criteria) or a cached row (with the
+    criteria rows given)."""
     return StageInfo(
         key=stage.key,
         name_en=stage.name_en,
@@ -87,7 +90,7 @@ def stage_info(stage: Stage) -> StageInfo:
         position=stage.position,
         stall_days=stage.stall_days,
         probability=stage.probability,
-        criteria=tuple((c.id, c.text) for c in stage.criteria),
+        criteria=tuple((c.id, c.text) for c in (stage.criteria if criteria is None else criteria)),
     )
 
 
@@ -124,19 +127,7 @@ def deal_infos(session: so.Session, team_id: str, deals: Sequence[Deal]) -> list
 
 
 def _stage_infos(team: domain.TeamStages) -> dict[int, StageInfo]:
-    return {
-        row.id: StageInfo(
-            key=row.key,
-            name_en=row.name_en,
-            name_zh=row.name_zh,
-            kind=row.kind,
-            position=row.position,
-            stall_days=row.stall_days,
-            probability=row.probability,
-            criteria=tuple((c.id, c.text) for c in team.criteria.get(row.id, ())),
-        )
-        for row in team.stages
-    }
+    return {row.id: stage_info(row, team.criteria.get(row.id, ())) for row in team.stages}
 
 
 def stage_infos(session: so.Session, team_id: str) -> dict[int, StageInfo]:
