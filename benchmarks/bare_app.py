@@ -1,9 +1,9 @@
 """A bare Bolt app: the yardstick for benchmarks/load.py.
 
-`/deal` and `/funnel` ack at once and answer "ok" through the response_url, with the same
-Bolt machinery (signature check, ack-then-listener thread pool, response_url post) and
-served by the same gunicorn settings as `funnelbot serve --workers N`, but no database,
-no parsing and no rendering:
+`/deal` and `/funnel` answer "ok" in the ack at once, with the same Bolt machinery
+(signature check, listener thread pool, answer in the ack body, as funnelbot gives an
+answer ready within its ack budget) and served by the same gunicorn settings as
+`funnelbot serve --workers N`, but no database, no parsing and no rendering:
 
     SLACK_BOT_TOKEN=xoxb-… SLACK_SIGNING_SECRET=… SLACK_API_URL=http://…/api/ \\
         gunicorn -w 2 -k gthread --threads 8 benchmarks.bare_app:app
@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
@@ -33,9 +33,8 @@ bolt = App(
 
 
 @bolt.command(re.compile(r"^/(deal|funnel)$"))
-def answer(ack: Ack, respond: Respond) -> None:
-    ack()
-    respond(text="ok", response_type="ephemeral")
+def answer(ack: Ack) -> None:
+    ack(text="ok", response_type="ephemeral")
 
 
 _slack = SlackRequestHandler(bolt, path="/slack/events")

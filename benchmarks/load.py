@@ -7,17 +7,19 @@
 
 For each worker count it runs, on loopback:
 
-1. the bare Bolt app (benchmarks/bare_app.py: ack, then "ok" through the response_url)
+1. the bare Bolt app (benchmarks/bare_app.py: answers "ok" in the ack)
    under `gunicorn -w N -k gthread --threads 8`, the settings `funnelbot serve` uses;
 2. `python -m funnelbot serve --workers N` on a fresh PostgreSQL database (scheduler off,
    LOG_LEVEL=WARNING), Slack's Web API and response_urls played by tests/fakeslack.py in
    this process.
 
 C client threads each send R signed slash commands (`/deal new|advance|note|show`,
-`/funnel`; mix in tests/loadkit.py), one at a time: a client waits for the answer on its
-command's own response_url before sending the next (a person at a keyboard; closed loop).
-`ack` = request sent -> HTTP response; `answer` = request sent -> the response_url post
-arriving at the fake Slack. commands/s = commands answered / wall time.
+`/funnel`; mix in tests/loadkit.py), one at a time: a client waits for its command's
+answer (in the ack, or on its own response_url) before sending the next (a person at a
+keyboard; closed loop).
+`ack` = request sent -> HTTP response; `answer` = request sent -> the answer: the ack itself
+when it carries it (funnelbot answers in the ack when ready within its budget), else the
+response_url post arriving at the fake Slack. commands/s = commands answered / wall time.
 
 Then the database is checked against the answers (tests/loadkit.py `verify`: every change
 whose answer said it succeeded is stored exactly once, nothing users were told failed is
@@ -210,7 +212,9 @@ def print_report(args: argparse.Namespace, rows: list[Row]) -> None:
         f"\nfunnelbot load: {args.clients} clients x {args.requests} commands each "
         f"(mix: {mix}); PostgreSQL; {os.cpu_count()} CPUs; gunicorn gthread, 8 threads/worker"
     )
-    print("times in ms (ack = sent -> HTTP 200; answer = sent -> response_url post received)\n")
+    print(
+        "times in ms (ack = sent -> HTTP 200; answer = sent -> answer in the ack or response_url post received)\n"
+    )
     header = (
         "| server | workers | commands | cmds/s | ack p50 | ack p99 | answer p50 | answer p99 "
         "| answer max | DB-down answers | other errors | lost updates "

@@ -339,6 +339,7 @@ def app_server(
                 url,
                 runtime.settings.slack_signing_secret,
                 response_url_factory=fake_slack.response_url,
+                on_ack_answer=fake_slack.ack_answered,
             )
             yield AppServer(url=url, runtime=runtime, slack=slack, fake=fake_slack)
     finally:

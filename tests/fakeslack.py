@@ -480,6 +480,28 @@ class FakeSlack:
         """A fresh response_url served by this fake."""
         return f"{self.base_url}/response/{id or uuid.uuid4().hex}"
 
+    def ack_answered(self, response_url: str, body: str) -> None:
+        """A slash command's ack carried its answer: record it as Slack would show it, like
+        a response_url post (method "response_url", `_via: "ack"`), checked the same way."""
+        payload = json.loads(body)
+        if not isinstance(payload, dict) or not (payload.get("text") or payload.get("blocks")):
+            return
+        path = urlsplit(response_url).path
+        params = {**payload, "_path": path, "_via": "ack"}
+        self._record_answer(
+            Call("response_url", params, None, time.time(), path=path, body=body.encode())
+        )
+
+    def _record_answer(self, call: Call) -> dict[str, Any]:
+        answer: dict[str, Any] = {"ok": True}
+        if self.validate_blocks and "blocks" in call.params:
+            problems = check_message_blocks(call.params["blocks"])
+            if problems:
+                answer = {"ok": False, "error": "invalid_blocks", "errors": problems}
+        call.ok, call.error, call.response = bool(answer["ok"]), answer.get("error"), answer
+        self._record(call)
+        return answer
+
     def reset(self) -> None:
         """Forget recorded calls, pending faults, uploaded files and messages.
 
@@ -827,14 +849,7 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             if fault:
                 self._fault_response(call, fault)
                 return
-            answer: dict[str, Any] = {"ok": True}
-            if fake.validate_blocks and "blocks" in params:
-                problems = check_message_blocks(params["blocks"])
-                if problems:
-                    answer = {"ok": False, "error": "invalid_blocks", "errors": problems}
-            call.ok, call.error, call.response = bool(answer["ok"]), answer.get("error"), answer
-            fake._record(call)
-            self._send(200, answer)
+            self._send(200, fake._record_answer(call))
 
         def _upload(self, path: str, body: bytes, token: str | None, now: float) -> None:
             fid = path.rsplit("/", 1)[-1]

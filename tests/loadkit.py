@@ -452,7 +452,9 @@ class Load:
         sent.t_ack = time.time()
         with self._lock:
             self.sent_count += 1
-        if sent.status == 200:
+        if sent.status == 200 and reply.body.strip():
+            self.fake.ack_answered(self.fake.base_url + sent.path, reply.body)  # answer in the ack
+        elif sent.status == 200:
             done.wait(self.answer_timeout)
         self.settle(sent)
         if sent.outcome == "ok" and sent.kind == "new" and sent.number is not None:

@@ -70,6 +70,7 @@ class SlackRequests:
         *,
         path: str = "/slack/events",
         response_url_factory: Callable[[], str] | None = None,
+        on_ack_answer: Callable[[str, str], None] | None = None,
         timeout: float = 30,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -77,6 +78,8 @@ class SlackRequests:
         self.path = path
         self.timeout = timeout
         self.response_url_factory = response_url_factory
+        # Slack shows a command's ack body as its answer: (response_url, body) goes here.
+        self.on_ack_answer = on_ack_answer
         self._seq = itertools.count(1)
 
     # -- signing and transport -------------------------------------------------------------
@@ -185,7 +188,10 @@ class SlackRequests:
             "response_url": url or "",
             "trigger_id": trigger_id or self._trigger_id(),
         }
-        return self._form(fields, timestamp=timestamp, response_url=url)
+        reply = self._form(fields, timestamp=timestamp, response_url=url)
+        if self.on_ack_answer and url and reply.status == 200 and reply.body.strip():
+            self.on_ack_answer(url, reply.body)
+        return reply
 
     # -- interactivity ---------------------------------------------------------------------
     def interactive(self, payload: Mapping[str, Any], *, timestamp: int | None = None) -> Reply:

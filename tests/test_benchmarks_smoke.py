@@ -23,7 +23,7 @@ def test_deal_commands_benchmark_quick_run() -> None:
     out = proc.stdout
     assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{proc.stderr}"
     assert "command" in out and "p50 ms" in out and "p95 ms" in out and "max ms" in out
-    for label in ("bare Bolt ack+respond", "/deal show #id", "/deal advance #id"):
+    for label in ("bare Bolt ack with answer", "/deal show #id", "/deal advance #id"):
         assert f"{label} (answered)" in out, out
         assert f"{label} (ack only)" in out, out
     assert "p50 ratio ours/bare" in out

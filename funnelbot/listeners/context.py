@@ -5,6 +5,8 @@ place that turns failures into a kind answer (never a stack trace in Slack).
 from __future__ import annotations
 
 import datetime as dt
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -31,6 +33,91 @@ T = TypeVar("T")
 Clock = Callable[[], dt.datetime]
 LOCALE_TTL = 3600.0
 CONFLICT_RETRIES = 8
+# Slack wants a command's ack within 3 s; an answer ready by then rides on the ack.
+ACK_BUDGET = 2.0
+
+
+class CommandAck:
+    """A slash command's ack, carrying the command's first answer when it is ready in time.
+
+    Answering in the ack body is what Slack advises for quick answers: the user sees it
+    one round trip sooner and the bot makes no response_url call. Work that is not done
+    within `ACK_BUDGET` (a slow database, a Slack API retry) is acked empty by a watchdog
+    and its answer follows through the response_url. Use as a context manager around the
+    listener's work: leaving it acks empty if nothing was answered (a modal was opened).
+    """
+
+    def __init__(self, ack: Callable[..., Any], budget: float | None = None) -> None:
+        self._ack = ack
+        self._lock = threading.Lock()
+        self.sent = False
+        self.deadline = time.monotonic() + (ACK_BUDGET if budget is None else budget)
+        _WATCHDOG.watch(self)
+
+    def _take(self) -> bool:
+        with self._lock:
+            taken, self.sent = not self.sent, True
+            return taken
+
+    def answer(self, message: blocks.Message) -> bool:
+        """Ack with `message` (ephemeral); False when the ack has already gone out."""
+        if not self._take():
+            return False
+        self._ack(**message, response_type="ephemeral")
+        return True
+
+    def release(self) -> None:
+        """Ack empty unless the ack has gone out."""
+        if self._take():
+            self._ack()
+
+    def __enter__(self) -> CommandAck:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class _AckWatchdog:
+    """One thread per process that acks overdue commands empty.
+
+    Deadlines wait in a heap; answered commands are dropped when they reach its top (no
+    per-command timer thread, which would cost more than the answer it guards).
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, CommandAck]] = []
+        self._seq = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, ack: CommandAck) -> None:
+        with self._wake:
+            if self._thread is None or not self._thread.is_alive():  # also after a fork
+                self._thread = threading.Thread(target=self._run, name="ack-watchdog", daemon=True)
+                self._thread.start()
+            heapq.heappush(self._heap, (ack.deadline, next(self._seq), ack))
+            if self._heap[0][2] is ack:  # the earliest deadline now: re-arm the wait
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._heap:
+                    self._wake.wait()
+                deadline, _, head = self._heap[0]
+                delay = 0.0 if head.sent else deadline - time.monotonic()
+                if delay > 0:
+                    self._wake.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+            try:
+                head.release()
+            except Exception:  # noqa: BLE001 - the watchdog must outlive any one request
+                logger.exception("could not ack an overdue command")
+
+
+_WATCHDOG = _AckWatchdog()
 
 
 class UserDirectory:
@@ -212,6 +299,7 @@ class Turn:
         client: WebClient,
         respond: Callable[..., Any],
         payload: dict[str, Any],
+        ack: CommandAck | None = None,
     ) -> Turn:
         """A turn for a slash-command payload; `payload` stays at hand for its text."""
         turn = cls(
@@ -224,6 +312,7 @@ class Turn:
             trigger_id=payload.get("trigger_id"),
         )
         turn.payload = payload
+        turn.ack = ack
         return turn
 
     def __init__(
@@ -245,12 +334,16 @@ class Turn:
         self.response_url = response_url
         self.trigger_id = trigger_id
         self.payload: dict[str, Any] = {}
+        self.ack: CommandAck | None = None
         self.config = services.config(team_id)
         self.actor = services.actor(client, team_id, user_id)
         self.tr: Translator = services.translator(client, team_id, user_id)
 
     def answer(self, message: blocks.Message, *, replace: bool = False) -> None:
-        """An ephemeral answer: through response_url when there is one, else a DM."""
+        """An ephemeral answer: in the command's ack while it is pending, else through the
+        response_url when there is one, else a DM."""
+        if not replace and self.ack is not None and self.ack.answer(message):
+            return
         if self.respond is not None and self.response_url:
             self.respond(**message, response_type="ephemeral", replace_original=replace)
         else:

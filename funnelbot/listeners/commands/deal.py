@@ -1,7 +1,8 @@
 """`/deal`: parse the text, call the domain, answer with a Block Kit builder (SPEC §3).
 
-The handler acks at once and answers through the command's response_url, so Slack's
-3-second ack never waits on the database.
+The answer rides on the command's ack when it is ready within a budget, else it follows
+through the response_url (`CommandAck`), so Slack's 3-second ack never waits on the
+database.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import orm as so
 from funnelbot import blocks, parsing, presenters
 from funnelbot import deals as domain
 from funnelbot.errors import Ambiguous, AtLastOpenStage, CriteriaRequired, Forbidden, UserError
-from funnelbot.listeners.context import Services, Turn, failure_message
+from funnelbot.listeners.context import CommandAck, Services, Turn, failure_message
 from funnelbot.models import Deal
 
 logger = logging.getLogger(__name__)
@@ -309,5 +310,5 @@ class DealCommand(Turn):
 def register(app: App, services: Services) -> None:
     @app.command("/deal")
     def deal_command(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        ack()
-        DealCommand.from_command(services, client, respond, body).run()
+        with CommandAck(ack) as answer_in_ack:
+            DealCommand.from_command(services, client, respond, body, answer_in_ack).run()

@@ -21,7 +21,7 @@ from sqlalchemy import orm as so
 from funnelbot import blocks, charts, metrics, parsing, presenters, reports, stages
 from funnelbot import deals as domain
 from funnelbot.errors import UserError
-from funnelbot.listeners.context import Services, Turn
+from funnelbot.listeners.context import CommandAck, Services, Turn
 from funnelbot.periods import Period, parse_period, unit_period
 
 logger = logging.getLogger(__name__)
@@ -262,5 +262,5 @@ class FunnelCommand(Turn):
 def register(app: App, services: Services) -> None:
     @app.command("/funnel")
     def funnel_command(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        ack()
-        FunnelCommand.from_command(services, client, respond, body).run()
+        with CommandAck(ack) as answer_in_ack:
+            FunnelCommand.from_command(services, client, respond, body, answer_in_ack).run()
