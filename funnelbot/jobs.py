@@ -255,17 +255,20 @@ def _why(tr: Translator, deal: presenters.DealInfo, now: dt.datetime, today: dt.
 
 def _candidates(
     session: so.Session, team_id: str, now: dt.datetime, today: dt.date
-) -> sa.Select[Any]:
-    """Stalled open deals, minus snoozed ones and those nudged in the last 72 h."""
+) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """Stalled open deals, minus snoozed ones and those nudged in the last 72 h (the
+    statement and the values it binds)."""
     recently = (
         sa.select(Nudge.id).where(Nudge.deal_id == Deal.id, Nudge.at > now - QUIET_PERIOD).exists()
     )
-    return (
+    stalled, params = metrics.stalled_condition(session, team_id, now, today)
+    query = (
         sa.select(Deal)
-        .where(metrics.stalled_condition(session, team_id, now, today))
+        .where(stalled)
         .where(sa.or_(Deal.snoozed_until.is_(None), Deal.snoozed_until <= today))
         .where(~recently)
     )
+    return query, params
 
 
 def stalled_by_owner(
@@ -280,13 +283,12 @@ def stalled_by_owner(
         .correlate(Deal)
         .scalar_subquery()
     )
-    query = (
-        _candidates(session, team_id, now, today)
-        .with_only_columns(Deal.owner_id, Deal.id, earlier)
-        .order_by(Deal.last_activity_at, Deal.id)
+    candidates, params = _candidates(session, team_id, now, today)
+    query = candidates.with_only_columns(Deal.owner_id, Deal.id, earlier).order_by(
+        Deal.last_activity_at, Deal.id
     )
     by_owner: dict[str, Stalled] = defaultdict(Stalled)
-    for owner, deal_id, nudged in session.connection().execute(query).all():
+    for owner, deal_id, nudged in session.connection().execute(query, params).all():
         stalled = by_owner[owner]
         stalled.deal_ids.append(deal_id)
         if nudged + 1 == ESCALATE_AT:

@@ -542,46 +542,57 @@ class StageLoad:
     amount: Decimal
 
 
+# Open deals and their value per stage; names and funnel order come from the stage cache.
+_OPEN_LOADS = (
+    sa.select(Deal.stage_id, sa.func.count(), sa.func.coalesce(sa.func.sum(Deal.amount), 0))
+    .where(Deal.team_id == sa.bindparam("team"), Deal.status == OPEN)
+    .group_by(Deal.stage_id)
+)
+_OPEN_LOADS_OF_OWNER = _OPEN_LOADS.where(Deal.owner_id == sa.bindparam("owner"))
+
+
 def open_by_stage(session: so.Session, team_id: str, owner: str | None = None) -> list[StageLoad]:
     """Open deals and their value in each open stage, in funnel order."""
-    query = (
-        sa.select(
-            Stage.key,
-            Stage.name_en,
-            Stage.name_zh,
-            sa.func.count(Deal.id),
-            sa.func.coalesce(sa.func.sum(Deal.amount), 0),
-        )
-        .select_from(Stage)
-        .outerjoin(
-            Deal,
-            sa.and_(
-                Deal.stage_id == Stage.id,
-                Deal.status == OPEN,
-                *([Deal.owner_id == owner] if owner else []),
-            ),
-        )
-        .where(Stage.team_id == team_id, Stage.kind == OPEN, Stage.active)
-        .group_by(Stage.id, Stage.key, Stage.name_en, Stage.name_zh, Stage.position)
-        .order_by(Stage.position, Stage.id)
-    )
-    return [StageLoad(k, en, zh, int(n), Decimal(a)) for k, en, zh, n, a in session.execute(query)]
+    query = _OPEN_LOADS_OF_OWNER if owner else _OPEN_LOADS
+    loads = {
+        stage_id: (int(n), Decimal(amount))
+        for stage_id, n, amount in session.execute(query, {"team": team_id, "owner": owner})
+    }
+    return [
+        StageLoad(stage.key, stage.name_en, stage.name_zh, *loads.get(stage.id, (0, Decimal(0))))
+        for stage in domain.team_stages(session, team_id).open
+    ]
 
 
 def stalled_condition(
     session: so.Session, team_id: str, now: dt.datetime, today: dt.date
-) -> sa.ColumnElement[bool]:
-    """Open deals idle longer than their stage's stall days, or with a next step past due."""
-    idle = [
-        sa.and_(
-            Deal.stage_id == stage.id,
-            Deal.last_activity_at < now - dt.timedelta(days=stage.stall_days),
+) -> tuple[sa.ColumnElement[bool], dict[str, Any]]:
+    """Open deals idle longer than their stage's stall days, or with a next step past due:
+    the condition (built once per stages revision) and the values to execute it with."""
+    team = domain.team_stages(session, team_id)
+    stalling = [stage for stage in team.open if stage.stall_days]
+
+    def build(_team: domain.TeamStages) -> sa.ColumnElement[bool]:
+        idle = [
+            sa.and_(
+                Deal.stage_id == stage.id,
+                Deal.last_activity_at < sa.bindparam(f"idle_before_{stage.id}"),
+            )
+            for stage in stalling
+        ]
+        overdue = sa.and_(
+            Deal.next_step_due.is_not(None), Deal.next_step_due < sa.bindparam("stalled_today")
         )
-        for stage in domain.team_stages(session, team_id).open
-        if stage.stall_days
-    ]
-    overdue = sa.and_(Deal.next_step_due.is_not(None), Deal.next_step_due < today)
-    return sa.and_(Deal.team_id == team_id, Deal.status == OPEN, sa.or_(overdue, *idle))
+        return sa.and_(
+            Deal.team_id == sa.bindparam("stalled_team"),
+            Deal.status == OPEN,
+            sa.or_(overdue, *idle),
+        )
+
+    params: dict[str, Any] = {"stalled_team": team_id, "stalled_today": today}
+    for stage in stalling:
+        params[f"idle_before_{stage.id}"] = now - dt.timedelta(days=stage.stall_days)
+    return team.view("metrics.stalled", build), params
 
 
 def stalled_deals(
@@ -595,16 +606,17 @@ def stalled_deals(
 ) -> tuple[list[Deal], int]:
     """The first `limit` stalled deals, longest idle first (all with None, none with 0),
     and how many there are."""
-    condition = stalled_condition(session, team_id, now, today)
+    condition, params = stalled_condition(session, team_id, now, today)
     if owner:
         condition = sa.and_(condition, Deal.owner_id == owner)
-    total = session.scalar(sa.select(sa.func.count()).select_from(Deal).where(condition)) or 0
+    counted = sa.select(sa.func.count()).select_from(Deal).where(condition)
+    total = session.execute(counted, params).scalar() or 0
     if limit == 0:  # only the count was asked for
         return [], total
     query = sa.select(Deal).where(condition).order_by(Deal.last_activity_at)
     if limit:
         query = query.limit(limit)
-    return list(session.scalars(query)), total
+    return list(session.scalars(query, params)), total
 
 
 @dataclass(frozen=True)
