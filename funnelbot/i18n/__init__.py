@@ -10,13 +10,15 @@ import datetime as dt
 from decimal import Decimal
 from functools import lru_cache
 
-from babel.numbers import format_currency, format_decimal
+from babel import Locale
+from babel.numbers import format_decimal, parse_pattern
 
 from funnelbot.i18n import en, zh
 
 CATALOGUES: dict[str, dict[str, str]] = {"en": en.MESSAGES, "zh": zh.MESSAGES}
 LANGUAGES = tuple(CATALOGUES)
 BABEL_LOCALES = {"en": "en_US", "zh": "zh_Hans_CN"}
+WHOLE_AMOUNT = parse_pattern("¤#,##0")  # whole amounts without ".00"
 
 
 def language_of(locale: str | None, default: str = "en") -> str:
@@ -34,6 +36,10 @@ class Translator:
         self.lang = lang if lang in CATALOGUES else "en"
         self.currency = currency
         self.locale = BABEL_LOCALES[self.lang]
+        # Babel's format_currency parses the locale and pattern on every call; a deal card
+        # formats several amounts, so they are parsed once per translator here.
+        self._babel_locale = Locale.parse(self.locale)
+        self._money_pattern = self._babel_locale.currency_formats["standard"]
 
     def __call__(self, key: str, **params: object) -> str:
         template = CATALOGUES[self.lang].get(key) or CATALOGUES["en"].get(key)
@@ -49,13 +55,9 @@ class Translator:
             return "—"
         value = Decimal(amount)
         whole = value == value.to_integral_value()
-        return format_currency(
-            value,
-            self.currency,
-            locale=self.locale,
-            format_type="standard",
-            currency_digits=not whole,
-            format="¤#,##0" if whole else None,
+        pattern = WHOLE_AMOUNT if whole else self._money_pattern
+        return pattern.apply(
+            value, self._babel_locale, currency=self.currency, currency_digits=not whole
         )
 
     def number(self, value: int | float | Decimal) -> str:
