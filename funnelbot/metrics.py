@@ -592,7 +592,7 @@ def stalled_condition(
     params: dict[str, Any] = {"stalled_team": team_id, "stalled_today": today}
     for stage in stalling:
         params[f"idle_before_{stage.id}"] = now - dt.timedelta(days=stage.stall_days)
-    return team.view("metrics.stalled", build), params
+    return team.view("stalled-condition", build), params
 
 
 def stalled_deals(
