@@ -474,6 +474,16 @@ class DealRecords:
     confirmations: list[tuple[str, str, dt.datetime]]
 
 
+def new_deal_records(deal: Deal) -> DealRecords:
+    """The records of a deal `create_deal` has just made (its one history row), without
+    reading them back."""
+    return DealRecords(
+        history=[(None, deal.stage_id, deal.created_at, deal.created_by)],
+        notes=[],
+        confirmations=[],
+    )
+
+
 def deal_records(session: so.Session, deal: Deal, notes: int = 5) -> DealRecords:
     rows = sorted(
         session.execute(_DEAL_RECORDS, {"deal": deal.id, "notes": notes}).all(), key=lambda r: r.id

@@ -135,7 +135,10 @@ def stage_infos(session: so.Session, team_id: str) -> dict[int, StageInfo]:
     return domain.team_stages(session, team_id).view("presenters.stage_infos", _stage_infos)
 
 
-def deal_detail(session: so.Session, deal: Deal) -> DealDetail:
+def deal_detail(
+    session: so.Session, deal: Deal, records: domain.DealRecords | None = None
+) -> DealDetail:
+    """Everything a deal card shows; `records` when the caller knows them already."""
     active = stage_infos(session, deal.team_id)
     removed: dict[int, StageInfo] = {}
 
@@ -148,7 +151,8 @@ def deal_detail(session: so.Session, deal: Deal) -> DealDetail:
             removed[stage_id] = stage_info(stage)
         return removed[stage_id]
 
-    records = domain.deal_records(session, deal)
+    if records is None:
+        records = domain.deal_records(session, deal)
     return DealDetail(
         deal=deal_info(
             deal,

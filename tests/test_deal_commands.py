@@ -516,3 +516,21 @@ def test_chinese_user_gets_chinese(app_server) -> None:
     # an English user next to them still gets English
     answer = run_command(app_server, "show #1", user="U1")
     assert "Interest" in all_text(answer)
+
+
+def test_a_new_deals_card_records_are_what_reading_them_back_gives(db_engine) -> None:
+    """`/deal new` draws its card from `new_deal_records` instead of a query: the two agree."""
+    from funnelbot import db, deals
+
+    sessions = db.make_session_factory(db_engine)
+    now = dt.datetime(2026, 5, 14, 9, 30, 12, 345678, tzinfo=dt.UTC)
+    with sessions.begin() as session:
+        deals.ensure_workspace(session, "TREC", now)
+        deal = deals.create_deal(
+            session, "TREC", deals.Actor(user_id="U7"), name="Acme", owner_id="U8", now=now
+        )
+        known = deals.new_deal_records(deal)
+    with sessions.begin() as session:
+        stored = deals.get_deal(session, "TREC", deal.number)
+        assert known == deals.deal_records(session, stored)
+        assert known.history[0][3] == "U7"  # logged by the actor, owned by U8

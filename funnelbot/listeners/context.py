@@ -381,8 +381,15 @@ class Turn:
 
         return self.config.today(self.services.clock())
 
-    def card(self, session: so.Session, deal: Deal, note: str | None = None) -> blocks.Message:
-        return blocks.deal_card(presenters.deal_detail(session, deal), self.tr, note=note)
+    def card(
+        self,
+        session: so.Session,
+        deal: Deal,
+        note: str | None = None,
+        records: domain.DealRecords | None = None,
+    ) -> blocks.Message:
+        detail = presenters.deal_detail(session, deal, records)
+        return blocks.deal_card(detail, self.tr, note=note)
 
     def meta(self, **extra: Any) -> dict[str, Any]:
         """What a modal opened in this turn needs in order to answer afterwards."""

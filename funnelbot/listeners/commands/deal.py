@@ -117,7 +117,8 @@ class DealCommand(Turn):
                 expected_close=parsed.close,
                 now=self.services.clock(),
             )
-            return self.card(session, deal, self.tr("deal.created", number=deal.number))
+            created = self.tr("deal.created", number=deal.number)
+            return self.card(session, deal, created, domain.new_deal_records(deal))
 
         self.in_transaction(create)
         self.changed()

@@ -167,7 +167,8 @@ def register(app: App, services: Services) -> None:
                 expected_close=s.date(Field.CLOSE),
                 now=services.clock(),
             )
-            return s.card(session, deal, s.tr("deal.created", number=deal.number))
+            created = s.tr("deal.created", number=deal.number)
+            return s.card(session, deal, created, domain.new_deal_records(deal))
 
         s.submit(ack, create, replace=False)
 
