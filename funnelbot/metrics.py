@@ -564,35 +564,39 @@ def open_by_stage(session: so.Session, team_id: str, owner: str | None = None) -
     ]
 
 
+def _stalled_condition(
+    team: domain.TeamStages,
+) -> tuple[sa.ColumnElement[bool], tuple[tuple[int, int], ...]]:
+    """The stalled-deal condition for these stages, values left as bind parameters, and the
+    (stage id, stall days) its `idle_before_<id>` parameters stand for."""
+    stalling = tuple((stage.id, stage.stall_days) for stage in team.open if stage.stall_days)
+    idle = [
+        sa.and_(
+            Deal.stage_id == stage_id,
+            Deal.last_activity_at < sa.bindparam(f"idle_before_{stage_id}"),
+        )
+        for stage_id, _days in stalling
+    ]
+    overdue = sa.and_(
+        Deal.next_step_due.is_not(None), Deal.next_step_due < sa.bindparam("stalled_today")
+    )
+    condition = sa.and_(
+        Deal.team_id == sa.bindparam("stalled_team"), Deal.status == OPEN, sa.or_(overdue, *idle)
+    )
+    return condition, stalling
+
+
 def stalled_condition(
     session: so.Session, team_id: str, now: dt.datetime, today: dt.date
 ) -> tuple[sa.ColumnElement[bool], dict[str, Any]]:
     """Open deals idle longer than their stage's stall days, or with a next step past due:
     the condition (built once per stages revision) and the values to execute it with."""
     team = domain.team_stages(session, team_id)
-    stalling = [stage for stage in team.open if stage.stall_days]
-
-    def build(_team: domain.TeamStages) -> sa.ColumnElement[bool]:
-        idle = [
-            sa.and_(
-                Deal.stage_id == stage.id,
-                Deal.last_activity_at < sa.bindparam(f"idle_before_{stage.id}"),
-            )
-            for stage in stalling
-        ]
-        overdue = sa.and_(
-            Deal.next_step_due.is_not(None), Deal.next_step_due < sa.bindparam("stalled_today")
-        )
-        return sa.and_(
-            Deal.team_id == sa.bindparam("stalled_team"),
-            Deal.status == OPEN,
-            sa.or_(overdue, *idle),
-        )
-
+    condition, stalling = team.view("stalled-condition", _stalled_condition)
     params: dict[str, Any] = {"stalled_team": team_id, "stalled_today": today}
-    for stage in stalling:
-        params[f"idle_before_{stage.id}"] = now - dt.timedelta(days=stage.stall_days)
-    return team.view("stalled-condition", build), params
+    for stage_id, days in stalling:
+        params[f"idle_before_{stage_id}"] = now - dt.timedelta(days=days)
+    return condition, params
 
 
 def stalled_deals(
