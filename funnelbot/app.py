@@ -17,7 +17,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from funnelbot.config import Settings
 from funnelbot.listeners import register_listeners
 from funnelbot.listeners.context import Services
-from funnelbot.middleware import make_middleware
+from funnelbot.middleware import FirstDeliveryGate
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,6 @@ def build_bolt_app(
     def on_error(error: Exception, body: dict) -> None:  # type: ignore[type-arg]
         logger.exception("unhandled error in a listener", exc_info=error)
 
-    app.use(make_middleware(engine, services.clock))
+    app.use(FirstDeliveryGate(engine, services.clock))
     register_listeners(app, services)
     return app

@@ -5,7 +5,8 @@ queue behind the busy timeout instead of failing on lock upgrade. PostgreSQL con
 that sat idle in the pool are pinged before use (SQLAlchemy's pessimistic disconnect
 handling) and a disconnect found in use invalidates the whole pool, so the bot recovers
 by itself when the database comes back; a connection busy a moment ago is not pinged
-again, which saves a round trip per command under load.
+again, which saves a round trip per command under load. PostgreSQL cursors build their
+`description` only when read (funnelbot/pgcursor.py).
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def make_engine(url: str, **kwargs: object) -> sa.Engine:
     # A dead database must answer fast: Slack wants its ack within 3 s.
     engine = sa.create_engine(url, connect_args={"connect_timeout": 2}, **options)
     _ping_idle_connections(engine)
+
+    @event.listens_for(engine, "connect")
+    def _lazy_descriptions(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        from funnelbot.pgcursor import LazyDescriptionCursor
+
+        dbapi_conn.cursor_factory = LazyDescriptionCursor
+
     return engine
 
 

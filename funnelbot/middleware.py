@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from slack_bolt import BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm as so
 from sqlalchemy.dialects import postgresql, sqlite
@@ -136,12 +137,22 @@ def strip_nul(value: Any) -> Any:
 current = threading.local()
 
 
-def make_middleware(
-    engine: sa.Engine, clock: Callable[[], dt.datetime]
-) -> Callable[..., BoltResponse | None]:
-    def middleware(
-        req: BoltRequest, resp: BoltResponse, next: Callable[[], None]
-    ) -> BoltResponse | None:  # noqa: A002
+class FirstDeliveryGate(Middleware):
+    """Notes who and what each request is for the access log, and acks a repeated delivery
+    without running its listener. A `Middleware` subclass rather than a function: Bolt
+    calls it directly instead of building its whole keyword-argument set per request."""
+
+    def __init__(self, engine: sa.Engine, clock: Callable[[], dt.datetime]) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def process(
+        self,
+        *,
+        req: BoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], BoltResponse],  # noqa: A002
+    ) -> BoltResponse | None:
         body = strip_nul(req.body or {})
         kind, name = describe(body)
         current.info = {
@@ -155,13 +166,10 @@ def make_middleware(
             "outcome": "ok",
         }
         key = delivery_key(req)
-        if key is not None and not first_delivery(engine, key, clock()):
+        if key is not None and not first_delivery(self.engine, key, self.clock()):
             current.info["outcome"] = "duplicate"
             return BoltResponse(status=200, body="")
-        next()
-        return None
-
-    return middleware
+        return next()
 
 
 def log_request(status: int, started: float) -> None:
