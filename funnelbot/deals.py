@@ -415,12 +415,6 @@ _changes, _notes, _confirmations = (
     Note.__table__,
     ExitConfirmation.__table__,
 )
-_LAST_CHANGE_AT = (
-    sa.select(_changes.c.at)
-    .where(_changes.c.deal_id == sa.bindparam("deal"))
-    .order_by(_changes.c.id.desc())
-    .limit(1)
-)
 _RECENT_NOTES = (
     sa.select(_notes.c.id, _notes.c.author, _notes.c.text, _notes.c.at)
     .where(_notes.c.deal_id == sa.bindparam("deal"))
@@ -548,6 +542,41 @@ def append_history(session: so.Session, *rows: dict[str, Any]) -> None:
     session.execute(_ADD_HISTORY, rows[0] if len(rows) == 1 else list(rows))
 
 
+def days_between(dialect: str, start: sa.ColumnElement, end: sa.ColumnElement) -> sa.ColumnElement:
+    """Fractional days from `start` to `end` in SQL, on either backend."""
+    if dialect == "sqlite":
+        return sa.func.julianday(end) - sa.func.julianday(start)
+    return sa.extract("epoch", end - start) / 86400.0
+
+
+# A deal's next history row, with its stay in the stage it leaves measured in SQL from the
+# row before it (the deal's latest, read by the INSERT itself): one round trip where
+# reading that row first took two.
+_ENTERED_AT = (
+    sa.select(_changes.c.at)
+    .where(_changes.c.deal_id == sa.bindparam("of_deal"))
+    .order_by(_changes.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_ADD_STAGE_CHANGE = {
+    dialect: sa.insert(_changes).values(
+        stay_days=days_between(
+            dialect, _ENTERED_AT, sa.bindparam("leaving_at", type_=_changes.c.at.type)
+        )
+    )
+    for dialect in ("sqlite", "postgresql")
+}
+
+
+def append_stage_change(session: so.Session, row: dict[str, Any]) -> None:
+    """Insert the history row of a stage change (made by `history_row` without
+    `entered_at`); its stay is measured from the deal's previous row."""
+    values = {key: value for key, value in row.items() if key != "stay_days"}
+    values.update(of_deal=row["deal_id"], leaving_at=row["at"])
+    session.execute(_ADD_STAGE_CHANGE[session.get_bind().dialect.name], values)
+
+
 def further(ranks: dict[int, int], reached: int | None, entered: int) -> int:
     """The furthest of two stage ids a deal has entered, by funnel rank (`TeamStages.ranks`;
     the one reached earlier on a tie)."""
@@ -560,7 +589,6 @@ def _change_stage(
     # No autoflush: a caller may have set fields that belong to this change (lose sets the
     # reason), and each flush of the deal is a version.
     with session.no_autoflush:
-        entered_at = session.execute(_LAST_CHANGE_AT, {"deal": deal.id}).scalar()
         ranks = team_stages(session, deal.team_id).ranks
     reached = deal.furthest_stage_id
     at = _tick(deal, now)
@@ -575,7 +603,7 @@ def _change_stage(
         deal.lost_reason = None
     _touch(deal, at)
     session.flush()  # the version check runs here; the history row gets the new version
-    append_history(
+    append_stage_change(
         session,
         history_row(
             deal,
@@ -584,7 +612,7 @@ def _change_stage(
             at=at,
             by=actor.user_id,
             deal_version=deal.version,
-            entered_at=entered_at,
+            entered_at=None,
         ),
     )
 

@@ -55,13 +55,6 @@ def ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def days_between(dialect: str, start: sa.ColumnElement, end: sa.ColumnElement) -> sa.ColumnElement:
-    """Fractional days from `start` to `end` in SQL, on either backend."""
-    if dialect == "sqlite":
-        return sa.func.julianday(end) - sa.func.julianday(start)
-    return sa.extract("epoch", end - start) / 86400.0
-
-
 @dataclass(frozen=True)
 class Filters:
     owner: str | None = None
@@ -120,7 +113,9 @@ def _conversion_queries(
             count().filter(is_won),
             count().filter(is_lost),
             sa.func.sum(Deal.amount).filter(is_won),
-            sa.func.sum(days_between(dialect, Deal.created_at, Deal.closed_at)).filter(is_won),
+            sa.func.sum(domain.days_between(dialect, Deal.created_at, Deal.closed_at)).filter(
+                is_won
+            ),
         ]
         reached_at = [count().filter(Deal.furthest_stage_id == stage_id) for stage_id in team.ranks]
         per_stage = [
