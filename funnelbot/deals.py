@@ -120,6 +120,8 @@ _stages, _criteria, _workspaces = Stage.__table__, ExitCriterion.__table__, Work
 _STAGES_REVISION = sa.select(_workspaces.c.stages_revision).where(
     _workspaces.c.team_id == sa.bindparam("team")
 )
+# The revision as a column another query can carry (bound to the same `team` parameter).
+TEAM_STAGES_REVISION = _STAGES_REVISION.scalar_subquery()
 _TEAM_STAGES = (
     sa.select(_stages)
     .where(_stages.c.team_id == sa.bindparam("team"))
@@ -197,8 +199,9 @@ def team_stages(session: so.Session, team_id: str) -> TeamStages:
     return found
 
 
-def _note_revision(session: so.Session, team_id: str, revision: int | None) -> None:
-    """A statement of this transaction also read the team's stages revision."""
+def note_revision(session: so.Session, team_id: str, revision: int | None) -> None:
+    """A statement of this transaction also read the team's stages revision (e.g. as
+    `TEAM_STAGES_REVISION`): `team_stages` will not read it again."""
     if revision is not None:
         session.info.setdefault(_REVISIONS_MEMO, {})[team_id] = revision
 
@@ -357,7 +360,7 @@ def get_deal(session: so.Session, team_id: str, number: int) -> Deal:
     if found is None:
         raise NotFound("error.deal_not_found", ref=f"#{number}")
     deal, revision = found
-    _note_revision(session, team_id, revision)
+    note_revision(session, team_id, revision)
     return deal  # type: ignore[no-any-return]
 
 
@@ -670,7 +673,7 @@ def create_deal(
         raise UserError("error.new_deal_closed_stage", stage=stage.key)
     taken, revision = session.execute(_TAKE_DEAL_NUMBER, {"team": team_id}).one()
     number = taken - 1
-    _note_revision(session, team_id, revision)
+    note_revision(session, team_id, revision)
     if stage is None:
         stage = stage_of_kind(session, team_id, OPEN)
     deal = Deal(

@@ -537,9 +537,15 @@ class StageLoad:
     amount: Decimal
 
 
-# Open deals and their value per stage; names and funnel order come from the stage cache.
+# Open deals and their value per stage; names and funnel order come from the stage cache,
+# checked against the stages revision each row also carries (no separate read for it).
 _OPEN_LOADS = (
-    sa.select(Deal.stage_id, sa.func.count(), sa.func.coalesce(sa.func.sum(Deal.amount), 0))
+    sa.select(
+        Deal.stage_id,
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(Deal.amount), 0),
+        domain.TEAM_STAGES_REVISION,
+    )
     .where(Deal.team_id == sa.bindparam("team"), Deal.status == OPEN)
     .group_by(Deal.stage_id)
 )
@@ -549,10 +555,10 @@ _OPEN_LOADS_OF_OWNER = _OPEN_LOADS.where(Deal.owner_id == sa.bindparam("owner"))
 def open_by_stage(session: so.Session, team_id: str, owner: str | None = None) -> list[StageLoad]:
     """Open deals and their value in each open stage, in funnel order."""
     query = _OPEN_LOADS_OF_OWNER if owner else _OPEN_LOADS
-    loads = {
-        stage_id: (int(n), Decimal(amount))
-        for stage_id, n, amount in session.execute(query, {"team": team_id, "owner": owner})
-    }
+    rows = session.execute(query, {"team": team_id, "owner": owner}).all()
+    if rows:
+        domain.note_revision(session, team_id, rows[0][3])
+    loads = {stage_id: (int(n), Decimal(amount)) for stage_id, n, amount, _ in rows}
     return [
         StageLoad(stage.key, stage.name_en, stage.name_zh, *loads.get(stage.id, (0, Decimal(0))))
         for stage in domain.team_stages(session, team_id).open
