@@ -17,7 +17,7 @@ from funnelbot.config import Settings
 logger = logging.getLogger("funnelbot")
 
 
-def _configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=getattr(logging, settings.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", help="Socket Mode, HTTP or the local console, by what .env holds"
     )
-    serve.add_argument("--workers", type=int, default=None, help="HTTP worker processes (gunicorn)")
+    serve.add_argument("--workers", type=int, default=None, help="HTTP worker processes (Granian)")
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
@@ -470,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    _configure_logging(settings)
+    configure_logging(settings)
     if args.command is None:
         args = parser.parse_args(["serve"])
 

@@ -1,4 +1,4 @@
-"""`funnelbot serve`: Socket Mode, HTTP under gunicorn, or the local console (SPEC §6).
+"""`funnelbot serve`: Socket Mode, HTTP under Granian, or the local console (SPEC §6).
 
 Migrations run once in the parent before any worker starts (and take an advisory lock on
 PostgreSQL, so several replicas starting together are safe).
@@ -49,34 +49,52 @@ def _serve_socket(settings: Settings) -> int:
     return 0
 
 
-def serve_http(settings: Settings, *, workers: int = 1, threads: int = 8) -> int:
-    """Bolt behind gunicorn: N worker processes, each with its own pool and threads."""
-    from gunicorn.app.base import BaseApplication
+HTTP_THREADS = 8  # Python threads per worker process serving requests
 
-    class FunnelbotServer(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            options: dict[str, Any] = {
-                "bind": f"0.0.0.0:{settings.port}",
-                "workers": workers,
-                "worker_class": "gthread",
-                "threads": threads,
-                "timeout": 30,
-                "graceful_timeout": 10,
-                "accesslog": None,
-                "loglevel": settings.log_level.lower(),
-            }
-            for key, value in options.items():
-                self.cfg.set(key, value)
 
-        def load(self) -> Any:
-            from funnelbot.runtime import build_runtime
+def serve_http(settings: Settings, *, workers: int = 1, threads: int = HTTP_THREADS) -> int:
+    """Bolt's WSGI app under Granian: N worker processes, each building its own runtime
+    (pool, caches, scheduler) and serving requests on `threads` Python threads.
 
-            runtime = build_runtime(settings, migrate=False)
-            runtime.start_scheduler()
-            return runtime.wsgi
+    Granian (a Rust HTTP server) rather than gunicorn: it parses HTTP and accepts
+    connections outside Python, so the GIL is left to our requests. Side by side under the
+    same load, funnelbot used 17 % less CPU per command under it (README, "Production HTTP").
+    """
+    from granian import Granian
+    from granian.constants import Interfaces
 
-    FunnelbotServer().run()
+    Granian(
+        f"{__name__}:http_worker_app",
+        factory=True,
+        interface=Interfaces.WSGI,
+        address="0.0.0.0",
+        port=settings.port,
+        workers=workers,
+        blocking_threads=threads,
+        backpressure=threads,  # no more requests in flight per worker than it has threads
+        respawn_failed_workers=True,
+        workers_kill_timeout=10,
+        log_level=_granian_log_level(settings.log_level),
+    ).serve()
     return 0
+
+
+def _granian_log_level(level: str) -> Any:
+    from granian.log import LogLevels
+
+    return LogLevels(level.lower()) if level.lower() in LogLevels.__members__ else LogLevels.info
+
+
+def http_worker_app() -> Any:
+    """What each HTTP worker serves (Granian calls this once per worker process)."""
+    from funnelbot.cli import configure_logging
+    from funnelbot.runtime import build_runtime
+
+    settings = Settings.from_env()
+    configure_logging(settings)
+    runtime = build_runtime(settings, migrate=False)
+    runtime.start_scheduler()
+    return runtime.wsgi
 
 
 if __name__ == "__main__":

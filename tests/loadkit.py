@@ -1,4 +1,4 @@
-"""Load and fault harness: the real server (gunicorn workers) on loopback, concurrent
+"""Load and fault harness: the real server (Granian workers) on loopback, concurrent
 signed slash commands, and a check of the database against what users were told.
 
 Used by tests/test_load_quick.py (a few seconds) and benchmarks/load.py (minutes).
@@ -6,7 +6,7 @@ Used by tests/test_load_quick.py (a few seconds) and benchmarks/load.py (minutes
 - `AnswerLog`: a FakeSlack that indexes response_url posts by path, so thousands of
   concurrent waits stay cheap; a post's arrival time is the answer time.
 - `start_funnelbot` / `start_bare`: `python -m funnelbot serve --workers N`, or the bare
-  Bolt app (benchmarks/bare_app.py) under the same gunicorn settings.
+  Bolt app (benchmarks/bare_app.py) under the same Granian settings.
 - `Load`: C client threads x R commands each (`/deal new|advance|note|show`, `/funnel`),
   each with its own response_url; a client waits for its answer before the next command.
 - `verify`: every change whose answer said it succeeded is in the database exactly once,
@@ -264,25 +264,23 @@ def start_funnelbot(
 def start_bare(
     workers: int, *, fake: FakeSlack, log_path: Path, threads: int = 8, timeout: float = 60
 ) -> Server:
-    """benchmarks/bare_app.py under gunicorn with the settings `serve --workers` uses."""
+    """benchmarks/bare_app.py under Granian with the settings `serve --workers` uses."""
     port = pgcluster.free_port()
     env = server_env(port=port, fake=fake, db_url=None, users=())
     argv = [
         sys.executable,
         "-m",
-        "gunicorn",
+        "granian",
+        "--interface",
+        "wsgi",
         "--workers",
         str(workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
+        "--blocking-threads",
         str(threads),
-        "--bind",
-        f"0.0.0.0:{port}",
-        "--timeout",
-        "30",
-        "--graceful-timeout",
-        "10",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
         "--log-level",
         "warning",
         "benchmarks.bare_app:app",
