@@ -2,11 +2,11 @@
 
 `/deal` and `/funnel` answer "ok" in the ack at once, with the same Bolt machinery
 (signature check, listener thread pool, answer in the ack body, as funnelbot gives an
-answer ready within its ack budget) and served by the same gunicorn settings as
+answer ready within its ack budget) and served by the same Granian settings as
 `funnelbot serve --workers N`, but no database, no parsing and no rendering:
 
     SLACK_BOT_TOKEN=xoxb-… SLACK_SIGNING_SECRET=… SLACK_API_URL=http://…/api/ \\
-        gunicorn -w 2 -k gthread --threads 8 benchmarks.bare_app:app
+        python -m granian --interface wsgi --workers 2 --blocking-threads 8 benchmarks.bare_app:app
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Load and fault benchmark: funnelbot under gunicorn on PostgreSQL, next to a bare Bolt app.
+"""Load and fault benchmark: funnelbot under Granian on PostgreSQL, next to a bare Bolt app.
 
     python benchmarks/load.py [--pg-url URL] [--clients 8] [--requests 500]
                               [--workers 2 4] [--no-bare] [--restart-db] [--outage 2.5]
@@ -8,7 +8,8 @@
 For each worker count it runs, on loopback:
 
 1. the bare Bolt app (benchmarks/bare_app.py: answers "ok" in the ack)
-   under `gunicorn -w N -k gthread --threads 8`, the settings `funnelbot serve` uses;
+   under `granian --interface wsgi --workers N --blocking-threads 8`, the settings
+   `funnelbot serve` uses;
 2. `python -m funnelbot serve --workers N` on a fresh PostgreSQL database (scheduler off,
    LOG_LEVEL=WARNING), Slack's Web API and response_urls played by tests/fakeslack.py in
    this process.
@@ -210,7 +211,7 @@ def print_report(args: argparse.Namespace, rows: list[Row]) -> None:
     mix = ", ".join(f"{k} {w}%" for k, w in loadkit.MIX)
     print(
         f"\nfunnelbot load: {args.clients} clients x {args.requests} commands each "
-        f"(mix: {mix}); PostgreSQL; {os.cpu_count()} CPUs; gunicorn gthread, 8 threads/worker"
+        f"(mix: {mix}); PostgreSQL; {os.cpu_count()} CPUs; Granian WSGI, 8 threads/worker"
     )
     print(
         "times in ms (ack = sent -> HTTP 200; answer = sent -> answer in the ack or response_url post received)\n"

@@ -1,6 +1,6 @@
 """The HTTP front door as one WSGI app: Slack at POST /slack/events, /healthz, /readyz.
 
-The same callable runs under gunicorn in production (`serve --workers N`) and under a
+The same callable runs under Granian in production (`serve --workers N`) and under a
 threaded wsgiref server in the tests.
 """
 

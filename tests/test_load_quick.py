@@ -1,6 +1,6 @@
 """The real server under concurrent load, and through a database outage (SPEC §6, §8).
 
-`python -m funnelbot serve --workers 2` (gunicorn) on PostgreSQL, driven over loopback by
+`python -m funnelbot serve --workers 2` (Granian) on PostgreSQL, driven over loopback by
 concurrent signed slash commands (tests/loadkit.py); the database is then checked against
 what every user was told. The long version with numbers is benchmarks/load.py.
 """
