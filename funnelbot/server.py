@@ -58,7 +58,7 @@ def serve_http(settings: Settings, *, workers: int = 1, threads: int = HTTP_THRE
 
     Granian (a Rust HTTP server) rather than gunicorn: it parses HTTP and accepts
     connections outside Python, so the GIL is left to our requests. Side by side under the
-    same load, funnelbot used 17 % less CPU per command under it (README, "Production HTTP").
+    same load, funnelbot used 17 % less CPU per command under it (README, "Benchmarks").
     """
     from granian import Granian
     from granian.constants import Interfaces
