@@ -615,7 +615,7 @@ def _change_stage(
             at=at,
             by=actor.user_id,
             deal_version=deal.version,
-            entered_at=None,
+            entered_at=None,  # the stay is measured in SQL by append_stage_change
         ),
     )
 
