@@ -172,8 +172,9 @@ class Deal(Base):
 
     stage: so.Mapped[Stage] = so.relationship(lazy="joined", innerjoin=True)
 
-    # SQLAlchemy adds `AND version = :old` to every UPDATE and raises StaleDataError on 0 rows:
-    # the optimistic-concurrency check lives in one place.
+    # Every UPDATE of a deal carries `AND version = :old` and raises StaleDataError on 0 rows:
+    # `deals.save_deal` writes changes that way, and SQLAlchemy's flush does the same for
+    # any other ORM write of a deal.
     __mapper_args__ = {"version_id_col": version}
 
 

@@ -1,0 +1,95 @@
+"""A deal change is written by `deals.save_deal`: one UPDATE guarded by the version the
+deal was read at (SPEC §2 optimistic concurrency, §8 no lost update). Run on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import orm as so
+
+from funnelbot import deals
+from funnelbot.db import make_session_factory
+from funnelbot.models import Deal
+
+TEAM = "TSAVE"
+ALICE = deals.Actor(user_id="UALICE", is_manager=False, is_admin=False)
+NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def _row(engine: sa.Engine, deal_id: int) -> sa.Row:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(Deal.__table__).where(Deal.id == deal_id)).one()
+
+
+@pytest.fixture
+def sessions(db_engine: sa.Engine) -> so.sessionmaker:
+    return make_session_factory(db_engine)
+
+
+@pytest.fixture
+def deal_id(sessions: so.sessionmaker) -> int:
+    with sessions.begin() as session:
+        deals.ensure_workspace(session, TEAM, NOW)
+        deal = deals.create_deal(session, TEAM, ALICE, name="Acme", now=NOW)
+        assert not session.new and not session.dirty  # written, nothing left to flush
+        return deal.id
+
+
+def test_a_new_deal_is_stored_as_created(db_engine: sa.Engine, deal_id: int) -> None:
+    row = _row(db_engine, deal_id)
+    assert (row.team_id, row.number, row.name, row.name_folded) == (TEAM, 1, "Acme", "acme")
+    assert (row.owner_id, row.created_by, row.status) == ("UALICE", "UALICE", "open")
+    assert row.version == 1
+    assert row.stage_id == row.furthest_stage_id and row.amount == 0
+    assert row.created_at == row.updated_at == row.last_activity_at == NOW
+    assert row.next_step is None and row.closed_at is None and row.lost_reason is None
+
+
+def test_a_change_is_written_once_and_leaves_nothing_to_flush(
+    db_engine: sa.Engine, sessions: so.sessionmaker, deal_id: int
+) -> None:
+    with sessions.begin() as session:
+        deal = deals.get_deal(session, TEAM, 1)
+        deals.set_next_step(session, deal, ALICE, "call", None, now=NOW + dt.timedelta(hours=1))
+        assert deal.version == 2
+        assert not session.dirty  # the commit must not write the deal a second time
+        deals.add_note(session, deal, ALICE, "called", now=NOW + dt.timedelta(hours=2))
+        assert deal.version == 3 and not session.dirty
+    row = _row(db_engine, deal_id)
+    assert (row.version, row.next_step) == (3, "call")
+    assert row.last_activity_at == NOW + dt.timedelta(hours=2)
+
+
+def _meanwhile(session: so.Session, **values: object) -> None:
+    """Another writer's committed change, as this transaction's UPDATE would then find it
+    (made on the session's own connection: SQLite lets one writer at a time)."""
+    session.connection().execute(sa.update(Deal.__table__).values(**values))
+
+
+def test_a_change_to_a_deal_changed_meanwhile_is_refused_and_writes_nothing(
+    db_engine: sa.Engine, sessions: so.sessionmaker, deal_id: int
+) -> None:
+    with sessions() as session:
+        stale = deals.get_deal(session, TEAM, 1)
+        _meanwhile(session, version=2, owner_id="UBOB")
+        with pytest.raises(so.exc.StaleDataError):
+            deals.set_next_step(session, stale, ALICE, "too late", None, now=NOW)
+        row = session.connection().execute(sa.select(Deal.__table__).where(Deal.id == deal_id))
+        row = row.one()
+        assert (row.version, row.owner_id, row.next_step) == (2, "UBOB", None)
+
+
+def test_only_the_changed_fields_are_written(
+    db_engine: sa.Engine, sessions: so.sessionmaker, deal_id: int
+) -> None:
+    """A stage reorder recomputes furthest stages without a new version; a change made on
+    a deal read before it must not put the old value back."""
+    with sessions.begin() as session:
+        deal = deals.get_deal(session, TEAM, 1)
+        _meanwhile(session, furthest_stage_id=None)
+        deals.add_note(session, deal, ALICE, "hello", now=NOW)
+    row = _row(db_engine, deal_id)
+    assert row.version == 2 and row.furthest_stage_id is None
