@@ -730,6 +730,7 @@ def create_deal(
     note_revision(session, team_id, revision)
     if stage is None:
         stage = stage_of_kind(session, team_id, OPEN)
+    # Every column given (unset ones as NULL), so the INSERT always has one shape.
     fields: dict[str, Any] = dict.fromkeys(_CHANGEABLE)
     fields.update(
         team_id=team_id,
