@@ -48,6 +48,7 @@ from fakeslack import Call, FakeSlack  # noqa: E402
 from slackclient import SlackRequests  # noqa: E402
 
 from funnelbot.i18n import en  # noqa: E402
+from funnelbot.server import HTTP_THREADS  # noqa: E402
 
 TEAM = "T0LOAD"
 BOT_TOKEN = "xoxb-load"
@@ -262,9 +263,15 @@ def start_funnelbot(
 
 
 def start_bare(
-    workers: int, *, fake: FakeSlack, log_path: Path, threads: int = 8, timeout: float = 60
+    workers: int,
+    *,
+    fake: FakeSlack,
+    log_path: Path,
+    threads: int = HTTP_THREADS,
+    timeout: float = 60,
 ) -> Server:
-    """benchmarks/bare_app.py under Granian with the settings `serve --workers` uses."""
+    """benchmarks/bare_app.py under Granian with the settings `serve --workers` uses
+    (threads per worker and the same cap on requests in flight)."""
     port = pgcluster.free_port()
     env = server_env(port=port, fake=fake, db_url=None, users=())
     argv = [
@@ -276,6 +283,8 @@ def start_bare(
         "--workers",
         str(workers),
         "--blocking-threads",
+        str(threads),
+        "--backpressure",
         str(threads),
         "--host",
         "0.0.0.0",
