@@ -14,6 +14,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from funnelbot.ackwait import AckWaitingExecutor
 from funnelbot.config import Settings
 from funnelbot.listeners import register_listeners
 from funnelbot.listeners.context import Services
@@ -77,8 +78,10 @@ def build_bolt_app(
         signing_secret=settings.slack_signing_secret,
         client=client or make_client(settings, token=None if oauth else settings.slack_bot_token),
         oauth_settings=oauth,
-        # Ack at once; the listener goes on in Bolt's thread pool.
+        # The listener runs in a pool; the request thread answers as soon as it acks (a
+        # slow listener acks within its budget and goes on).
         process_before_response=False,
+        listener_executor=AckWaitingExecutor(),
         logger=logging.getLogger("funnelbot.bolt"),
     )
 

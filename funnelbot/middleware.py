@@ -24,6 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm as so
 from sqlalchemy.dialects import postgresql, sqlite
 
+from funnelbot.ackwait import expect_ack, forget_ack
 from funnelbot.models import SeenRequest
 
 logger = logging.getLogger("funnelbot.requests")
@@ -138,8 +139,9 @@ current = threading.local()
 
 
 class FirstDeliveryGate(Middleware):
-    """Notes who and what each request is for the access log, and acks a repeated delivery
-    without running its listener. A `Middleware` subclass rather than a function: Bolt
+    """Notes who and what each request is for the access log, acks a repeated delivery
+    without running its listener, and has the request thread wait for a first delivery's
+    ack (funnelbot/ackwait.py). A `Middleware` subclass rather than a function: Bolt
     calls it directly instead of building its whole keyword-argument set per request."""
 
     def __init__(self, engine: sa.Engine, clock: Callable[[], dt.datetime]) -> None:
@@ -169,6 +171,7 @@ class FirstDeliveryGate(Middleware):
         if key is not None and not first_delivery(self.engine, key, self.clock()):
             current.info["outcome"] = "duplicate"
             return BoltResponse(status=200, body="")
+        expect_ack(req.context)
         return next()
 
 
@@ -176,6 +179,7 @@ def log_request(status: int, started: float) -> None:
     """One JSON line per Slack request: what, who, how fast it was acked, the outcome."""
     info = dict(getattr(current, "info", None) or {"kind": "unknown", "outcome": "rejected"})
     current.info = None
+    forget_ack()
     if status >= 400 and info.get("outcome") == "ok":
         info["outcome"] = f"http {status}"
     info["status"] = status
