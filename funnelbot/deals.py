@@ -521,9 +521,52 @@ def _save_statement(keys: tuple[str, ...]) -> sa.Update:
     return statement
 
 
-def save_deal(session: so.Session, deal: Deal) -> None:
+@dataclass(frozen=True)
+class WrittenWith:
+    """A row that belongs to a deal change (its history row, a note), written in the same
+    round trip as the change where the database allows it: on PostgreSQL the
+    version-checked UPDATE and this INSERT are one statement (`WITH saved AS (UPDATE …
+    RETURNING id) INSERT … SELECT … FROM saved`: no row when the version check fails),
+    elsewhere two. The row's values are bound as `:row_<column>`; `computed` gives, per
+    dialect, columns the database works out from them."""
+
+    table: sa.Table
+    columns: tuple[str, ...]
+    computed: Callable[[str], dict[str, sa.ColumnElement[Any]]] | None = None
+
+
+_WRITES_WITH: dict[tuple[str, tuple[str, ...], WrittenWith], sa.Insert] = {}
+
+
+def _written_with_statement(dialect: str, keys: tuple[str, ...], along: WrittenWith) -> sa.Insert:
+    """The INSERT of `along`'s row; on PostgreSQL with the deal's UPDATE as its source."""
+    cache_key = (dialect, keys if dialect == "postgresql" else (), along)
+    statement = _WRITES_WITH.get(cache_key)
+    if statement is None:
+        computed = along.computed(dialect) if along.computed else {}
+        values = [sa.bindparam(f"row_{c}", type_=along.table.c[c].type) for c in along.columns]
+        select = sa.select(*values, *computed.values())
+        if dialect == "postgresql":
+            saved = _save_statement(keys).returning(_deals.c.id).cte("saved")
+            select = select.select_from(saved)
+        statement = _WRITES_WITH[cache_key] = (
+            sa.insert(along.table)
+            .from_select([*along.columns, *computed], select)
+            # An INSERT's row count is not kept unless asked for; here it is the version check.
+            .execution_options(preserve_rowcount=True)
+        )
+    return statement
+
+
+def save_deal(
+    session: so.Session,
+    deal: Deal,
+    along: WrittenWith | None = None,
+    row: dict[str, Any] | None = None,
+) -> None:
     """Write a deal's changed fields and bump its version, or raise StaleDataError when
-    someone else changed it since it was read (the optimistic lock).
+    someone else changed it since it was read (the optimistic lock); `along` and `row`
+    insert the row that belongs to the change (see `WrittenWith`).
 
     The same UPDATE the ORM's flush would emit (`version_id_col`), issued directly: a
     deal change is one row, and the unit of work's bookkeeping cost more than the
@@ -535,10 +578,20 @@ def save_deal(session: so.Session, deal: Deal) -> None:
     old = deal.version
     values: dict[str, Any] = {key: getattr(deal, key) for key in keys}
     values.update(id_=deal.id, old_=old, new_=old + 1)
+    row_values = {f"row_{key}": value for key, value in (row or {}).items()}
     with session.no_autoflush:
-        result = session.connection().execute(_save_statement(keys), values)
+        connection = session.connection()
+        dialect = connection.dialect.name
+        if along is not None and dialect == "postgresql":
+            statement = _written_with_statement(dialect, keys, along)
+            result = connection.execute(statement, values | row_values)
+            along = None  # written
+        else:
+            result = connection.execute(_save_statement(keys), values)
     if result.rowcount != 1:
         raise so.exc.StaleDataError(f"deal {deal.id} version {old} was changed meanwhile")
+    if along is not None:
+        connection.execute(_written_with_statement(dialect, keys, along), row_values)
     session.expunge(deal)
     so.make_transient(deal)
     deal.version = old + 1
@@ -603,32 +656,35 @@ def days_between(dialect: str, start: sa.ColumnElement, end: sa.ColumnElement) -
     return sa.extract("epoch", end - start) / 86400.0
 
 
-# A deal's next history row, with its stay in the stage it leaves measured in SQL from the
-# row before it (the deal's latest, read by the INSERT itself): one round trip where
-# reading that row first took two.
-_ENTERED_AT = (
-    sa.select(_changes.c.at)
-    .where(_changes.c.deal_id == sa.bindparam("of_deal"))
-    .order_by(_changes.c.id.desc())
-    .limit(1)
-    .scalar_subquery()
-)
-_ADD_STAGE_CHANGE = {
-    dialect: sa.insert(_changes).values(
-        stay_days=days_between(
-            dialect, _ENTERED_AT, sa.bindparam("leaving_at", type_=_changes.c.at.type)
-        )
+def _stay_of_leaving(dialect: str) -> dict[str, sa.ColumnElement[Any]]:
+    """A history row's stay in the stage the deal leaves, measured in SQL from the deal's
+    previous row (read by the INSERT itself: one round trip where reading it first took
+    two)."""
+    entered_at = (
+        sa.select(_changes.c.at)
+        .where(_changes.c.deal_id == sa.bindparam("row_deal_id"))
+        .order_by(_changes.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    for dialect in ("sqlite", "postgresql")
-}
+    return {"stay_days": days_between(dialect, entered_at, sa.bindparam("row_at"))}
 
 
-def append_stage_change(session: so.Session, row: dict[str, Any]) -> None:
-    """Insert the history row of a stage change (made by `history_row` without
-    `entered_at`); its stay is measured from the deal's previous row."""
-    values = {key: value for key, value in row.items() if key != "stay_days"}
-    values.update(of_deal=row["deal_id"], leaving_at=row["at"])
-    session.execute(_ADD_STAGE_CHANGE[session.get_bind().dialect.name], values)
+# The history row of a stage change (made by `history_row` without `entered_at`).
+STAGE_CHANGE = WrittenWith(
+    _changes,
+    (
+        "team_id",
+        "deal_id",
+        "from_stage_id",
+        "to_stage_id",
+        "at",
+        "by",
+        "deal_version",
+        "deal_created_at",
+    ),
+    _stay_of_leaving,
+)
 
 
 def further(ranks: dict[int, int], reached: int | None, entered: int) -> int:
@@ -656,19 +712,17 @@ def _change_stage(
     if to.kind != LOST:
         deal.lost_reason = None
     _touch(deal, at)
-    save_deal(session, deal)  # the version check; the history row gets the new version
-    append_stage_change(
-        session,
-        history_row(
-            deal,
-            from_stage_id=from_id,
-            to=to,
-            at=at,
-            by=actor.user_id,
-            deal_version=deal.version,
-            entered_at=None,  # the stay is measured in SQL by append_stage_change
-        ),
+    row = history_row(
+        deal,
+        from_stage_id=from_id,
+        to=to,
+        at=at,
+        by=actor.user_id,
+        deal_version=deal.version + 1,  # the version this change makes
+        entered_at=None,  # the stay is measured in SQL (STAGE_CHANGE)
     )
+    row.pop("stay_days")
+    save_deal(session, deal, STAGE_CHANGE, row)
 
 
 def refresh_furthest_stages(session: so.Session, team_id: str) -> None:
@@ -920,7 +974,7 @@ def reopen(
     return deal
 
 
-_ADD_NOTE = sa.insert(Note.__table__)
+NOTE = WrittenWith(Note.__table__, ("team_id", "deal_id", "author", "text", "at"))
 
 
 def add_note(
@@ -936,17 +990,8 @@ def add_note(
     text = clean_text(text, field="note")
     at = _tick(deal, now)
     _touch(deal, at)
-    save_deal(session, deal)  # the version check
-    session.execute(
-        _ADD_NOTE,
-        {
-            "team_id": deal.team_id,
-            "deal_id": deal.id,
-            "author": actor.user_id,
-            "text": text,
-            "at": at,
-        },
-    )
+    note = {"team_id": deal.team_id, "deal_id": deal.id, "author": actor.user_id}
+    save_deal(session, deal, NOTE, note | {"text": text, "at": at})
 
 
 def set_next_step(

@@ -12,7 +12,7 @@ from sqlalchemy import orm as so
 
 from funnelbot import deals
 from funnelbot.db import make_session_factory
-from funnelbot.models import Deal
+from funnelbot.models import Deal, Note, StageChange
 
 TEAM = "TSAVE"
 ALICE = deals.Actor(user_id="UALICE", is_manager=False, is_admin=False)
@@ -93,3 +93,39 @@ def test_only_the_changed_fields_are_written(
         deals.add_note(session, deal, ALICE, "hello", now=NOW)
     row = _row(db_engine, deal_id)
     assert row.version == 2 and row.furthest_stage_id is None
+
+
+def test_a_change_and_its_row_are_refused_whole_when_the_deal_changed_meanwhile(
+    db_engine: sa.Engine, sessions: so.sessionmaker, deal_id: int
+) -> None:
+    """The note or history row written with a change (in the same statement on
+    PostgreSQL) must not be stored when the version check refuses the change."""
+    with sessions() as session:
+        stale = deals.get_deal(session, TEAM, 1)
+        _meanwhile(session, version=2)
+        with pytest.raises(so.exc.StaleDataError):
+            deals.add_note(session, stale, ALICE, "too late", now=NOW)
+        with pytest.raises(so.exc.StaleDataError):
+            deals.advance(session, stale, ALICE, now=NOW)
+        count = session.connection().execute
+        notes = count(sa.select(sa.func.count()).select_from(Note.__table__)).scalar()
+        changes = count(sa.select(sa.func.count()).select_from(StageChange.__table__)).scalar()
+        assert (notes, changes) == (0, 1)  # only the creation's history row
+
+
+def test_the_history_row_carries_the_version_its_change_made(
+    db_engine: sa.Engine, sessions: so.sessionmaker, deal_id: int
+) -> None:
+    with sessions.begin() as session:
+        deal = deals.get_deal(session, TEAM, 1)
+        deals.add_note(session, deal, ALICE, "first call", now=NOW + dt.timedelta(hours=1))
+        deals.advance(session, deal, ALICE, now=NOW + dt.timedelta(days=2))
+    with db_engine.connect() as conn:
+        history = conn.execute(
+            sa.select(StageChange.deal_version, StageChange.stay_days).order_by(StageChange.id)
+        ).all()
+        note = conn.execute(sa.select(Note.text, Note.author)).one()
+    assert [h.deal_version for h in history] == [1, 3]  # created v1, note v2, advance v3
+    assert history[1].stay_days == pytest.approx(2.0)
+    assert tuple(note) == ("first call", "UALICE")
+    assert _row(db_engine, deal_id).version == 3
