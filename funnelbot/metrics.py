@@ -270,7 +270,10 @@ def conversion(
     *,
     tz: str = "UTC",
     filters: Filters = Filters(),
+    stays: bool = True,
 ) -> Conversion:
+    """The cohort's conversion (SPEC §5). `stays=False` leaves avg/median days None and
+    skips the two statements that measure them, for answers that do not show them."""
     dialect = session.get_bind().dialect.name
     start, end = period.bounds(tz)
     team = domain.team_stages(session, team_id)
@@ -293,7 +296,7 @@ def conversion(
     def reached_rank(rank: int) -> int:
         return sum(n for stage_id, n in furthest_counts.items() if ranks[stage_id] >= rank)
 
-    avg_days, median_days = _stays(session, queries, params)
+    avg_days, median_days = _stays(session, queries, params) if stays else ({}, {})
     result: list[StageMetrics] = []
     for i, stage in enumerate(stages):
         reached = reached_rank(stage.position)

@@ -45,6 +45,7 @@ def chart_data(
         team_id,
         Period(period.until - dt.timedelta(days=CONVERSION_WINDOW_DAYS - 1), period.until),
         tz=tz,
+        stays=False,
     )
     bars = [
         charts.FunnelBar(
@@ -106,10 +107,12 @@ def weekly_report(
     won = metrics.closed_between(session, team_id, "won", start, end)
     lost = metrics.closed_between(session, team_id, "lost", start, end)
     window = dt.timedelta(days=CONVERSION_WINDOW_DAYS - 1)
-    conv = metrics.conversion(session, team_id, Period(week.until - window, week.until), tz=tz)
+    conv = metrics.conversion(
+        session, team_id, Period(week.until - window, week.until), tz=tz, stays=False
+    )
     previous_until = week.until - dt.timedelta(days=7)
     previous_conv = metrics.conversion(
-        session, team_id, Period(previous_until - window, previous_until), tz=tz
+        session, team_id, Period(previous_until - window, previous_until), tz=tz, stays=False
     )
     prior = []
     for weeks_back in range(1, 5):

@@ -284,6 +284,18 @@ def test_conversion_matches_the_spec_computed_independently(loaded) -> None:
             assert result.won_amount == sum(
                 (p.amount for p in deals if p.status == "won"), Decimal(0)
             )
+            # Without the stays: the same figures, no days (answers that show none).
+            quick = metrics.conversion(
+                session,
+                TEAM,
+                Period(since, until),
+                tz=tz,
+                filters=metrics.Filters(owner=owner, source=source),
+                stays=False,
+            )
+            for stage in expected["stages"]:
+                stage["avg_days"] = stage["median_days"] = None
+            assert_matches(quick.as_json(), expected, f"no stays {since}..{until}")
 
 
 def test_period_edges_in_the_workspace_time_zone(loaded) -> None:

@@ -181,6 +181,7 @@ class FunnelCommand(Turn):
             self.recent(q, today),
             tz=self.tz,
             filters=metrics.Filters(q.rep, q.source),
+            stays=False,  # the summary shows no days in stage
         )
         _, stalled = metrics.stalled_deals(
             session, self.team_id, self.services.clock(), today, owner=q.rep, limit=0
@@ -235,7 +236,7 @@ class FunnelCommand(Turn):
     def lost(self, session: so.Session, q: Question, today: dt.date) -> blocks.Message:
         period = self.recent(q, today)
         reasons = metrics.lost_reasons(session, self.team_id, period, tz=self.tz)
-        conv = metrics.conversion(session, self.team_id, period, tz=self.tz)
+        conv = metrics.conversion(session, self.team_id, period, tz=self.tz, stays=False)
         return blocks.lost_message(
             self.tr, reasons, conv, self.tr("metrics.lost_title", period=period.label())
         )
