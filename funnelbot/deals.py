@@ -757,6 +757,83 @@ _TAKE_DEAL_NUMBER = (
 
 
 _CREATE_DEAL = sa.insert(_deals).returning(_deals.c.id)
+# A new deal's columns that `create_deal` binds; PostgreSQL's one-statement create works
+# out the others (its number from the workspace counter, the stage when none is given).
+_CREATE_BOUND = tuple(
+    c.key for c in _deals.c if c.key not in {"id", "number", "stage_id", "furthest_stage_id"}
+)
+
+
+def _create_in_one_statement() -> sa.Select[Any]:
+    """PostgreSQL: take the workspace's next deal number, insert the deal and its first
+    history row, in one statement (three round trips elsewhere). The stage is the bound
+    `stage_id`, else the team's first active open stage (as `stage_of_kind` picks it);
+    returns (id, number, stage_id, stages_revision). Values are bound as `:deal_<column>`
+    (a bare column name would also be SET by the UPDATE: SQLAlchemy takes parameters named
+    like a table's columns as its values)."""
+    taken = (
+        sa.update(_workspaces)
+        .where(_workspaces.c.team_id == sa.bindparam("deal_team_id"))
+        .values(next_deal_number=_workspaces.c.next_deal_number + 1)
+        .returning(
+            (_workspaces.c.next_deal_number - 1).label("number"), _workspaces.c.stages_revision
+        )
+        .cte("taken")
+    )
+    first_open = (
+        sa.select(_stages.c.id)
+        .where(
+            _stages.c.team_id == sa.bindparam("deal_team_id"),
+            _stages.c.active,
+            _stages.c.kind == OPEN,
+        )
+        .order_by(_stages.c.position, _stages.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    given_stage = sa.bindparam("deal_stage_id", type_=_deals.c.stage_id.type)
+    stage_id = sa.func.coalesce(given_stage, first_open)
+    bound = [sa.bindparam(f"deal_{key}", type_=_deals.c[key].type) for key in _CREATE_BOUND]
+    made = (
+        sa.insert(_deals)
+        .from_select(
+            [*_CREATE_BOUND, "number", "stage_id", "furthest_stage_id"],
+            sa.select(*bound, taken.c.number, stage_id, stage_id),
+        )
+        .returning(*_deals.c)
+        .cte("made")
+    )
+    # The deal's first history row: entering its stage when it was created (cf. history_row).
+    first_change = sa.insert(_changes).from_select(
+        [
+            "team_id",
+            "deal_id",
+            "from_stage_id",
+            "to_stage_id",
+            "at",
+            "by",
+            "deal_version",
+            "stay_days",
+            "deal_created_at",
+        ],
+        sa.select(
+            made.c.team_id,
+            made.c.id,
+            sa.null(),
+            made.c.stage_id,
+            made.c.created_at,
+            made.c.created_by,
+            made.c.version,
+            sa.null(),
+            made.c.created_at,
+        ),
+    )
+    return sa.select(made.c.id, made.c.number, made.c.stage_id, taken.c.stages_revision).add_cte(
+        first_change.cte("first_change")
+    )
+
+
+_CREATE_DEAL_ONCE = _create_in_one_statement()
 
 
 def create_deal(
@@ -779,21 +856,14 @@ def create_deal(
     owner_id = owner_id or actor.user_id
     if stage is not None and stage.kind != OPEN:
         raise UserError("error.new_deal_closed_stage", stage=stage.key)
-    taken, revision = session.execute(_TAKE_DEAL_NUMBER, {"team": team_id}).one()
-    number = taken - 1
-    note_revision(session, team_id, revision)
-    if stage is None:
-        stage = stage_of_kind(session, team_id, OPEN)
     # Every column given (unset ones as NULL), so the INSERT always has one shape.
     fields: dict[str, Any] = dict.fromkeys(_CHANGEABLE)
     fields.update(
         team_id=team_id,
-        number=number,
         name=name,
         name_folded=name.casefold(),
         amount=amount,
         owner_id=owner_id,
-        stage_id=stage.id,
         status=OPEN,
         source=source,
         expected_close=expected_close,
@@ -801,27 +871,44 @@ def create_deal(
         created_at=now,
         updated_at=now,
         last_activity_at=now,
-        furthest_stage_id=stage.id,
         version=1,
     )
     # Inserted directly (as save_deal updates), then taken into the session as loaded.
     with session.no_autoflush:
-        deal_id = session.connection().execute(_CREATE_DEAL, fields).scalar_one()
+        connection = session.connection()
+        in_one_statement = connection.dialect.name == "postgresql"
+        if in_one_statement:
+            deal_id, number, stage_id, revision = connection.execute(
+                _CREATE_DEAL_ONCE,
+                {f"deal_{key}": fields[key] for key in _CREATE_BOUND}
+                | {"deal_stage_id": stage.id if stage is not None else None},
+            ).one()
+            note_revision(session, team_id, revision)
+            stage = stage or stage_object(session, team_id, stage_id)
+        else:
+            taken, revision = connection.execute(_TAKE_DEAL_NUMBER, {"team": team_id}).one()
+            number = taken - 1
+            note_revision(session, team_id, revision)
+            stage = stage or stage_of_kind(session, team_id, OPEN)
+            fields.update(number=number, stage_id=stage.id, furthest_stage_id=stage.id)
+            deal_id = connection.execute(_CREATE_DEAL, fields).scalar_one()
+    fields.update(number=number, stage_id=stage.id, furthest_stage_id=stage.id)
     deal = Deal(id=deal_id, stage=stage, **fields)
     so.make_transient_to_detached(deal)
     session.add(deal)
-    append_history(
-        session,
-        history_row(
-            deal,
-            from_stage_id=None,
-            to=stage,
-            at=now,
-            by=actor.user_id,
-            deal_version=deal.version,
-            entered_at=None,
-        ),
-    )
+    if not in_one_statement:
+        append_history(
+            session,
+            history_row(
+                deal,
+                from_stage_id=None,
+                to=stage,
+                at=now,
+                by=actor.user_id,
+                deal_version=deal.version,
+                entered_at=None,
+            ),
+        )
     return deal
 
 

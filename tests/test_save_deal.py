@@ -12,7 +12,7 @@ from sqlalchemy import orm as so
 
 from funnelbot import deals
 from funnelbot.db import make_session_factory
-from funnelbot.models import Deal, Note, StageChange
+from funnelbot.models import Deal, Note, Stage, StageChange, Workspace
 
 TEAM = "TSAVE"
 ALICE = deals.Actor(user_id="UALICE", is_manager=False, is_admin=False)
@@ -129,3 +129,61 @@ def test_the_history_row_carries_the_version_its_change_made(
     assert history[1].stay_days == pytest.approx(2.0)
     assert tuple(note) == ("first call", "UALICE")
     assert _row(db_engine, deal_id).version == 3
+
+
+def _first_change(engine: sa.Engine, deal_id: int) -> sa.Row:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(StageChange.__table__).where(StageChange.deal_id == deal_id)
+        ).one()
+
+
+def test_new_deals_take_the_next_numbers_and_one_history_row_each(
+    db_engine: sa.Engine, sessions: so.sessionmaker, deal_id: int
+) -> None:
+    """(PostgreSQL writes all of it in one statement, SQLite in three: the same rows.)"""
+    later = NOW + dt.timedelta(minutes=5)
+    with sessions.begin() as session:
+        proposal = deals.find_stage(session, TEAM, "proposal")
+        second = deals.create_deal(session, TEAM, ALICE, name="Beta", now=later)
+        third = deals.create_deal(session, TEAM, ALICE, name="Gamma", stage=proposal, now=later)
+        assert (second.number, third.number) == (2, 3)
+        assert second.stage.key == "lead" and third.stage is proposal
+        ids = (second.id, third.id)
+    for created_id, key in zip(ids, ("lead", "proposal"), strict=True):
+        row = _row(db_engine, created_id)
+        stage_key = _stage_key(db_engine, row.stage_id)
+        assert stage_key == key and row.furthest_stage_id == row.stage_id
+        change = _first_change(db_engine, created_id)
+        assert (change.team_id, change.from_stage_id, change.to_stage_id) == (
+            TEAM,
+            None,
+            row.stage_id,
+        )
+        assert (change.at, change.by, change.deal_version) == (later, "UALICE", 1)
+        assert change.stay_days is None and change.deal_created_at == later
+
+
+def _stage_key(engine: sa.Engine, stage_id: int) -> str:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(Stage.key).where(Stage.id == stage_id)).scalar_one()
+
+
+def test_a_new_deal_without_a_stage_enters_the_first_open_stage_as_now_ordered(
+    db_engine: sa.Engine, sessions: so.sessionmaker, deal_id: int
+) -> None:
+    """Another replica reordered the stages (interest first): the next deal starts there."""
+    with db_engine.begin() as conn:
+        stages = Stage.__table__
+        conn.execute(sa.update(stages).where(stages.c.key == "interest").values(position=-1))
+        conn.execute(
+            sa.update(Workspace.__table__).values(
+                stages_revision=Workspace.__table__.c.stages_revision + 1
+            )
+        )
+    with sessions.begin() as session:
+        deal = deals.create_deal(session, TEAM, ALICE, name="Delta", now=NOW)
+        assert deal.stage.key == "interest"
+        created_id = deal.id
+    assert _stage_key(db_engine, _row(db_engine, created_id).stage_id) == "interest"
+    assert _stage_key(db_engine, _first_change(db_engine, created_id).to_stage_id) == "interest"
