@@ -828,8 +828,10 @@ def _create_in_one_statement() -> sa.Select[Any]:
             made.c.created_at,
         ),
     )
-    return sa.select(made.c.id, made.c.number, made.c.stage_id, taken.c.stages_revision).add_cte(
-        first_change.cte("first_change")
+    return (
+        sa.select(made.c.id, made.c.number, made.c.stage_id, taken.c.stages_revision)
+        .select_from(made.join(taken, sa.true()))  # one row each
+        .add_cte(first_change.cte("first_change"))
     )
 
 
