@@ -805,27 +805,17 @@ def _create_in_one_statement() -> sa.Select[Any]:
     )
     # The deal's first history row: entering its stage when it was created (cf. history_row).
     first_change = sa.insert(_changes).from_select(
-        [
-            "team_id",
-            "deal_id",
-            "from_stage_id",
-            "to_stage_id",
-            "at",
-            "by",
-            "deal_version",
-            "stay_days",
-            "deal_created_at",
-        ],
+        [*STAGE_CHANGE.columns, "stay_days"],
         sa.select(
-            made.c.team_id,
-            made.c.id,
-            sa.null(),
-            made.c.stage_id,
-            made.c.created_at,
-            made.c.created_by,
-            made.c.version,
-            sa.null(),
-            made.c.created_at,
+            made.c.team_id,  # team_id
+            made.c.id,  # deal_id
+            sa.null(),  # from_stage_id
+            made.c.stage_id,  # to_stage_id
+            made.c.created_at,  # at
+            made.c.created_by,  # by
+            made.c.version,  # deal_version
+            made.c.created_at,  # deal_created_at
+            sa.null(),  # stay_days: no earlier stay
         ),
     )
     return (
